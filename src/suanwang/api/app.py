@@ -1,0 +1,68 @@
+"""The FastAPI application: routers of every slice under /api/v1, problem+json errors, the home page."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from suanwang import __version__
+from suanwang.api import problems
+from suanwang.config import Settings, get_settings
+from suanwang.db.session import engine_for, session_factory, session_scope, upgrade
+from suanwang.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+
+
+def bootstrap(settings: Settings, engine: Engine) -> None:
+    """Start-up work: migrate the embedded database; honour SUANWANG_ADMIN_TOKEN."""
+    if settings.is_embedded:
+        upgrade(settings.effective_database_url)
+    if settings.admin_token:
+        from suanwang.tenants import service as tenants
+
+        with session_scope(engine) as session:
+            tenants.ensure_regulator_token(
+                session=session, secret=settings.admin_token, user_name="admin", now=utcnow()
+            )
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or engine_for(settings.effective_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bootstrap(settings, engine)
+        yield
+
+    app = FastAPI(
+        title="suanwang 算网",
+        version=__version__,
+        description="A regional compute-power network: supply, scheduling, use and settlement.",
+        lifespan=lifespan,
+        root_path=settings.root_path,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory(engine)
+    problems.install(app)
+
+    from suanwang.catalog.api import router as catalog_router
+    from suanwang.supply.api import router as supply_router
+    from suanwang.tenants.api import router as tenants_router
+    from suanwang.web.pages import router as web_router
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    for router in (catalog_router, supply_router, tenants_router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(web_router)
+    return app

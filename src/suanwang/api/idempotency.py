@@ -1,0 +1,122 @@
+"""Idempotency-Key for every create: a retry with the same key and body returns the first result.
+
+The key is recorded in the same transaction as the object it created, so a crash can never leave an
+object without its key (or a key without its object); a concurrent duplicate hits the unique
+constraint and is told to retry. The same key with a different body is a 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from suanwang.db.base import Base, IdMixin
+from suanwang.errors import Conflict, Invalid
+
+MAX_KEY_LENGTH = 200
+
+
+class IdempotencyRecord(IdMixin, Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    # Fields removed before storing (secrets shown once): a replay cannot show them again.
+    redacted: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    key: str | None
+    fingerprint: str
+
+
+def _canonical(body: bytes) -> bytes:
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        return body
+
+
+async def idempotency_key(request: Request) -> IdempotencyKey:
+    """FastAPI dependency: the request's Idempotency-Key and a fingerprint of what it asks."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise Invalid("idempotency.key-length", max=MAX_KEY_LENGTH)
+    body = await request.body()
+    digest = hashlib.sha256()
+    digest.update(request.method.encode() + b" " + request.url.path.encode() + b"\n")
+    digest.update(_canonical(body))
+    return IdempotencyKey(key=key, fingerprint=digest.hexdigest())
+
+
+def run_create(
+    *,
+    session: Session,
+    user_id: int,
+    idem: IdempotencyKey,
+    now: datetime,
+    create: Callable[[], BaseModel],
+    status_code: int = 201,
+    secret_fields: frozenset[str] = frozenset(),
+) -> JSONResponse:
+    """Run `create` once per (caller, key) and commit; replay the stored response on a retry."""
+    if idem.key is not None:
+        replay = _replay(session, user_id, idem)
+        if replay is not None:
+            return replay
+    body = create().model_dump(mode="json")
+    if idem.key is not None:
+        stored = {k: v for k, v in body.items() if k not in secret_fields}
+        session.add(
+            IdempotencyRecord(
+                user_id=user_id,
+                key=idem.key,
+                fingerprint=idem.fingerprint,
+                status_code=status_code,
+                response_body=json.dumps(stored, ensure_ascii=False),
+                redacted=len(stored) != len(body),
+                created_at=now,
+            )
+        )
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        if idem.key is not None:
+            replay = _replay(session, user_id, idem)
+            if replay is not None:
+                return replay
+        raise Conflict("conflict.concurrent") from None
+    return JSONResponse(body, status_code=status_code)
+
+
+def _replay(session: Session, user_id: int, idem: IdempotencyKey) -> JSONResponse | None:
+    record = session.scalar(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == idem.key
+        )
+    )
+    if record is None:
+        return None
+    if record.fingerprint != idem.fingerprint:
+        raise Conflict("idempotency.key-reused", key=idem.key)
+    body = json.loads(record.response_body)
+    if record.redacted:
+        raise Conflict("idempotency.secret-shown-once", id=body.get("id"))
+    return JSONResponse(body, status_code=record.status_code, headers={"Idempotent-Replayed": "true"})

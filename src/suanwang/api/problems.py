@@ -1,0 +1,164 @@
+"""Every error leaves the API as RFC 9457 problem+json, in the caller's language, saying how to fix it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from suanwang.api.deps import request_lang
+from suanwang.errors import DomainError
+from suanwang.i18n import t
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "urn:suanwang:problem:"
+
+# Pydantic's error types we translate; others fall back to pydantic's English message.
+VALIDATION_KEYS = {
+    "missing": "validation.missing",
+    "extra_forbidden": "validation.extra",
+    "greater_than": "validation.greater-than",
+    "greater_than_equal": "validation.greater-equal",
+    "less_than_equal": "validation.less-equal",
+    "int_type": "validation.int",
+    "int_from_float": "validation.int",
+    "int_parsing": "validation.int",
+    "string_pattern_mismatch": "validation.pattern",
+    "string_too_long": "validation.too-long",
+    "string_too_short": "validation.too-short",
+    "enum": "validation.enum",
+    "timezone_aware": "validation.aware",
+    "bool_parsing": "validation.bool",
+    "not_null": "validation.not-null",
+    "control_character": "validation.control",
+}
+
+
+def problem(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.url.path,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
+
+
+def _field_error(error: dict[str, Any], lang: str) -> dict[str, Any]:
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
+    field = ".".join(loc) or "body"
+    ctx = {k: v for k, v in (error.get("ctx") or {}).items() if isinstance(v, str | int | float)}
+    key = VALIDATION_KEYS.get(error.get("type", ""))
+    if key is not None:
+        message = t(key, lang, **(ctx | {"field": field}))
+    else:
+        message = f"{field}: {error.get('msg', '')}"
+    return {"field": field, "type": error.get("type"), "message": message}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        lang = request_lang(request)
+        return problem(
+            request, status=exc.status, code=exc.code, title=exc.title(lang), detail=exc.message(lang)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        lang = request_lang(request)
+        errors = [_field_error(e, lang) for e in exc.errors()]
+        detail = "; ".join(e["message"] for e in errors[:3])
+        return problem(
+            request,
+            status=422,
+            code="invalid-request",
+            title=t("problem.invalid", lang),
+            detail=t("invalid-request", lang, errors=detail),
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        lang = request_lang(request)
+        code = {404: "route-not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        detail = t(code, lang, path=request.url.path, method=request.method, status=exc.status_code)
+        return problem(
+            request,
+            status=exc.status_code,
+            code=code,
+            title=t("problem.http", lang),
+            detail=detail,
+            headers=dict(exc.headers or {}),  # e.g. Allow on a 405
+        )
+
+    @app.exception_handler(DataError)
+    async def _database_value(request: Request, exc: DataError) -> JSONResponse:
+        # The last line of defence when a value slips past validation (PostgreSQL is stricter than SQLite).
+        log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        lang = request_lang(request)
+        return problem(
+            request,
+            status=422,
+            code="database-value",
+            title=t("problem.invalid", lang),
+            detail=t("database-value", lang),
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _constraint(request: Request, exc: IntegrityError) -> JSONResponse:
+        # Checks run before writes; a constraint that still fires means a concurrent write won the race.
+        log.info("constraint violated on %s %s: %s", request.method, request.url.path, exc.orig)
+        lang = request_lang(request)
+        return problem(
+            request,
+            status=409,
+            code="conflict.concurrent",
+            title=t("problem.conflict", lang),
+            detail=t("conflict.concurrent", lang),
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc)
+        lang = request_lang(request)
+        return problem(
+            request,
+            status=503,
+            code="database-unavailable",
+            title=t("problem.unavailable", lang),
+            detail=t("database-unavailable", lang),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        lang = request_lang(request)
+        return problem(
+            request,
+            status=500,
+            code="internal",
+            title=t("problem.internal", lang),
+            detail=t("internal", lang),
+        )

@@ -1,0 +1,48 @@
+"""Settings from environment variables (SUANWANG_*); the embedded default is SQLite under the data dir."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from suanwang.i18n import normalize_lang
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SUANWANG_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    lang: str = "en"
+    # When set, a regulator token with exactly this value exists from start-up (bootstrap for automation).
+    admin_token: str | None = None
+    # The administrative division (GB/T 2260) of the region this platform serves: Pinghu, Jiaxing.
+    # An organisation registered under a code starting with this prefix is local.
+    region_division_code: str = "330482"
+    # Path prefix when served behind a reverse proxy (e.g. "/suanwang").
+    root_path: str = ""
+
+    @field_validator("lang")
+    @classmethod
+    def _lang(cls, value: str) -> str:
+        return normalize_lang(value)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'suanwang.db').resolve()}"
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

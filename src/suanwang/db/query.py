@@ -1,0 +1,67 @@
+"""Paging, sorting and filtering for list endpoints: one helper, so every list behaves the same."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from suanwang.errors import Invalid
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int = DEFAULT_PAGE_SIZE
+    offset: int = 0
+    sort: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+def page(
+    session: Session,
+    stmt: Select[Any],
+    request: PageRequest,
+    *,
+    sortable: dict[str, Any],
+    default_sort: str = "id",
+) -> Page[Any]:
+    """Run `stmt` for one page. `sort` is a field name, '-' in front for descending; ties break by id."""
+    if not 1 <= request.limit <= MAX_PAGE_SIZE:
+        raise Invalid("paging.limit", max=MAX_PAGE_SIZE, got=request.limit)
+    if request.offset < 0:
+        raise Invalid("paging.offset", got=request.offset)
+    sort = request.sort or default_sort
+    descending = sort.startswith("-")
+    field = sort.lstrip("-")
+    if field not in sortable:
+        raise Invalid("paging.sort", field=field, allowed=", ".join(sorted(sortable)))
+    column = sortable[field]
+    tiebreak = sortable["id"]
+    ordered = stmt.order_by(column.desc() if descending else column.asc(), tiebreak.asc())
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    items = list(session.scalars(ordered.limit(request.limit).offset(request.offset)))
+    return Page(items=items, total=total, limit=request.limit, offset=request.offset)
+
+
+def get_or_404(session: Session, model: type[T], object_id: int, *, what: str) -> T:
+    """Load by primary key or raise NotFound with the kind of object in the message."""
+    from suanwang.errors import NotFound
+
+    obj = session.get(model, object_id)
+    if obj is None:
+        raise NotFound("not-found", what=what, id=object_id)
+    return obj

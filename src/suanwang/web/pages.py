@@ -1,0 +1,48 @@
+"""Server-rendered pages. Until the dashboard exists, `/` shows the region's capacity summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from suanwang import __version__
+from suanwang.api.deps import get_session, request_lang
+from suanwang.db.query import MAX_PAGE_SIZE, PageRequest
+from suanwang.i18n import t
+from suanwang.supply import service as supply
+from suanwang.supply.models import Phase
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, session: Annotated[Session, Depends(get_session)]) -> HTMLResponse:
+    lang = request_lang(request)
+    by_phase = supply.capacity_report(session=session, group_by=["phase"])
+    operational = supply.capacity_report(
+        session=session, group_by=["provider", "accelerator"], phase=Phase.OPERATIONAL
+    )
+    by_provider = supply.capacity_report(session=session, group_by=["provider", "phase"])
+    names = {
+        p.code: (p.name if lang == "zh" else p.name_en or p.name)
+        for p in supply.list_providers(session=session, request=PageRequest(limit=MAX_PAGE_SIZE)).items
+    }
+    return templates.TemplateResponse(
+        request,
+        "home.html",
+        {
+            "t": lambda key, **params: t(key, lang, **params),
+            "lang": lang,
+            "version": __version__,
+            "by_phase": by_phase,
+            "operational": operational,
+            "by_provider": by_provider,
+            "provider_name": lambda code: names.get(code, code),
+        },
+    )

@@ -1,0 +1,105 @@
+"""The Pinghu demo region: idempotent loading and capacity roll-ups that match hand-computed totals."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from suanwang.config import Settings
+from suanwang.db.base import Base
+from suanwang.db.session import session_scope
+from suanwang.demo.loader import load_demo, nodes_for
+
+# Derivation by hand (docs/demo-region.md): nodes = round(PFLOPS × 1000 / TFLOPS / 8), 8 cards per node.
+EXPECTED_NODES = {
+    "runze-p1-h800": 1819,  # 14,400,000 / 989.4 / 8 = 1,819.29
+    "runze-p1-h100": 758,  # 6,000,000 / 989.4 / 8 = 758.04
+    "runze-p1-a800": 1442,  # 3,600,000 / 312 / 8 = 1,442.31
+    "runze-p1b-h800": 3158,  # 25,000,000 / 989.4 / 8 = 3,158.48
+    "runze-p2-h100": 8338,  # 66,000,000 / 989.4 / 8 = 8,338.39
+    "runze-p3-h100": 33101,  # 262,000,000 / 989.4 / 8 = 33,100.87
+    "geely-a800": 495,  # 1,235,000 / 312 / 8 = 494.79
+    "pingshu-l40s": 16,  # 46,400 / 362.05 / 8 = 16.02
+    "pingshu-910b": 8,  # 20,500 / 320 / 8 = 8.01
+    "gov-910b": 8,
+    "gov-a800": 4,  # 10,000 / 312 / 8 = 4.01
+    "qingyang-a800": 200,  # 500,000 / 312 / 8 = 200.32
+    "qingyang-h20": 100,  # 118,400 / 148 / 8 = 100.0
+}
+# cards × TFLOPS / 1000, summed by phase by hand.
+EXPECTED_BY_PHASE = {
+    # Runze P1 14,552×989.4 + 6,064×989.4 + 11,536×312; Geely 3,960×312; gov 64×320 + 32×312;
+    # Qingyang 1,600×312 + 800×148
+    "operational": (38608, Decimal("25880.286")),
+    "built": (25264, Decimal("24996.202")),  # 25,264 × 989.4
+    # Runze P2 66,704×989.4 + P3 264,808×989.4; Pingshu 128×362.05 + 64×320
+    "planned": (331704, Decimal("328064.795")),
+}
+
+
+@pytest.fixture
+def demo_settings(db_url: str, clean_engine, tmp_path) -> Settings:
+    return Settings(database_url=db_url, data_dir=tmp_path)
+
+
+def _counts(engine) -> dict[str, int]:
+    with session_scope(engine) as session:
+        return {
+            t.name: session.scalar(select(func.count()).select_from(t)) or 0
+            for t in Base.metadata.sorted_tables
+        }
+
+
+def test_demo_loads_once_and_a_second_run_changes_nothing(demo_settings, clean_engine):
+    first = load_demo(demo_settings)
+    counts = _counts(clean_engine)
+    second = load_demo(demo_settings)
+    assert sum(first.created.values()) > 0
+    assert sum(second.created.values()) == 0
+    assert _counts(clean_engine) == counts
+    assert second.regulator_token == first.regulator_token
+    assert counts["providers"] == 5 and counts["pools"] == 13 and counts["organisations"] == 6
+
+
+def test_demo_pool_sizes_follow_the_derivation(demo_settings, regulator):
+    load_demo(demo_settings)
+    pools = {p["code"]: p for p in regulator.get("/pools", params={"limit": 100})["items"]}
+    assert {code: p["nodes"] for code, p in pools.items()} == EXPECTED_NODES
+    assert all(p["cards_per_node"] == 8 for p in pools.values())
+
+
+def test_demo_capacity_by_phase_matches_hand_computed_totals(demo_settings, regulator):
+    load_demo(demo_settings)
+    report = regulator.get("/capacity", params={"group_by": "phase"})
+    got = {row["key"]["phase"]: (row["cards"], Decimal(str(row["pflops"]))) for row in report["rows"]}
+    assert got == EXPECTED_BY_PHASE
+    # Runze phase 1 as the report counts it: about 24,000 operational and 49,000 built in all.
+    runze = regulator.get("/capacity", params={"group_by": "provider,phase", "region": "zj-jiaxing-pinghu"})
+    runze_rows = {
+        r["key"]["phase"]: r["pflops"] for r in runze["rows"] if r["key"]["provider"] == "runze-pinghu"
+    }
+    assert round(runze_rows["operational"]) == 23997
+    assert round(runze_rows["operational"] + runze_rows["built"]) == 48993
+
+
+def test_demo_government_pools_are_in_the_government_zone_only(demo_settings, regulator):
+    load_demo(demo_settings)
+    zones = regulator.get("/capacity", params={"group_by": "provider,zone"})["rows"]
+    government = {r["key"]["provider"] for r in zones if r["key"]["zone"] == "government"}
+    assert government == {"pinghu-gov-dc"}
+
+
+def test_demo_tenants_locality(demo_settings, regulator):
+    load_demo(demo_settings)
+    orgs = {o["credit_code"]: o for o in regulator.get("/orgs")["items"]}
+    local = {code for code, o in orgs.items() if o["is_local"]}
+    assert local == {"91330482MA2JD00017", "91330482MA2JD0002A", "91330482MA2JD0003D", "11330482MB1A000012"}
+
+
+def test_nodes_for_rounds_half_up_and_never_below_one():
+    assert nodes_for(Decimal("0.001"), "H800", 8) == 1
+    assert nodes_for(Decimal("989.4") * 8 * Decimal("1.5") / 1000, "H800", 8) == 2  # exactly 1.5 nodes
+    with pytest.raises(ValueError):
+        nodes_for(Decimal(1), "NOPE", 8)
