@@ -12,14 +12,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from suanwang.api.deps import Ctx
 from suanwang.db.base import Base, IdMixin
 from suanwang.errors import Conflict, Invalid
 
@@ -63,6 +65,27 @@ async def idempotency_key(request: Request) -> IdempotencyKey:
     digest.update(request.method.encode() + b" " + request.url.path.encode() + b"\n")
     digest.update(_canonical(body))
     return IdempotencyKey(key=key, fingerprint=digest.hexdigest())
+
+
+IdemDep = Annotated[IdempotencyKey, Depends(idempotency_key)]
+
+
+def created(
+    ctx: Ctx,
+    idem: IdempotencyKey,
+    create: Callable[[], BaseModel],
+    *,
+    secret_fields: frozenset[str] = frozenset(),
+) -> JSONResponse:
+    """What every create endpoint returns: `create` run once per Idempotency-Key, committed, 201."""
+    return run_create(
+        session=ctx.session,
+        user_id=ctx.principal.user_id,
+        idem=idem,
+        now=ctx.now,
+        create=create,
+        secret_fields=secret_fields,
+    )
 
 
 def run_create(

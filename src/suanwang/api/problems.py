@@ -113,52 +113,35 @@ def install(app: FastAPI) -> None:
             headers=dict(exc.headers or {}),  # e.g. Allow on a 405
         )
 
-    @app.exception_handler(DataError)
-    async def _database_value(request: Request, exc: DataError) -> JSONResponse:
-        # The last line of defence when a value slips past validation (PostgreSQL is stricter than SQLite).
-        log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
-        lang = request_lang(request)
-        return problem(
-            request,
-            status=422,
-            code="database-value",
-            title=t("problem.invalid", lang),
-            detail=t("database-value", lang),
-        )
+    for exc_type, status, code, title_key, level in LAST_RESORT:
+        app.add_exception_handler(exc_type, _last_resort(status, code, title_key, level))
 
-    @app.exception_handler(IntegrityError)
-    async def _constraint(request: Request, exc: IntegrityError) -> JSONResponse:
-        # Checks run before writes; a constraint that still fires means a concurrent write won the race.
-        log.info("constraint violated on %s %s: %s", request.method, request.url.path, exc.orig)
-        lang = request_lang(request)
-        return problem(
-            request,
-            status=409,
-            code="conflict.concurrent",
-            title=t("problem.conflict", lang),
-            detail=t("conflict.concurrent", lang),
-        )
 
-    @app.exception_handler(OperationalError)
-    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database unavailable: %s", exc)
-        lang = request_lang(request)
-        return problem(
-            request,
-            status=503,
-            code="database-unavailable",
-            title=t("problem.unavailable", lang),
-            detail=t("database-unavailable", lang),
-        )
+# Errors that got past every check, as (exception, status, message key, title key, log level).
+LAST_RESORT: tuple[tuple[type[Exception], int, str, str, int], ...] = (
+    # A value the database refused after validation passed (PostgreSQL is stricter than SQLite).
+    (DataError, 422, "database-value", "problem.invalid", logging.WARNING),
+    # Checks run before writes; a constraint that still fires means a concurrent write won the race.
+    (IntegrityError, 409, "conflict.concurrent", "problem.conflict", logging.INFO),
+    # The database is down or unreachable: nothing was changed, the client may retry.
+    (OperationalError, 503, "database-unavailable", "problem.unavailable", logging.WARNING),
+    # A bug: say so without leaking internals; the traceback goes to the log.
+    (Exception, 500, "internal", "problem.internal", logging.ERROR),
+)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        lang = request_lang(request)
-        return problem(
-            request,
-            status=500,
-            code="internal",
-            title=t("problem.internal", lang),
-            detail=t("internal", lang),
+
+def _last_resort(status: int, code: str, title_key: str, level: int) -> Any:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.log(
+            level,
+            "%s on %s %s: %s",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
+            getattr(exc, "orig", exc),
+            exc_info=exc if level >= logging.ERROR else None,
         )
+        lang = request_lang(request)
+        return problem(request, status=status, code=code, title=t(title_key, lang), detail=t(code, lang))
+
+    return handler

@@ -35,3 +35,10 @@ class Problem(BaseModel):
     code: str
     instance: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+# Documented on every router, so clients generated from the OpenAPI document know the error shape.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (401, 403, 404, 409, 422)
+}

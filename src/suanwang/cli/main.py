@@ -85,6 +85,16 @@ Sort = Annotated[str | None, typer.Option(help="Sort field; '-' in front for des
 Retired = Annotated[bool, typer.Option("--include-retired", help="Also list retired entries.")]
 Name = Annotated[str | None, typer.Option(help="Name (Chinese or the official name).")]
 NameEn = Annotated[str | None, typer.Option(help="English name.")]
+ProviderFilter = Annotated[int | None, typer.Option(help="Only this provider.")]
+RegionFilter = Annotated[str | None, typer.Option(help="Only this region.")]
+PhaseFilter = Annotated[Phase | None, typer.Option(help="Only this phase.")]
+ZoneFilter = Annotated[SecurityZone | None, typer.Option(help="Only this security zone.")]
+IdArg = Annotated[int, typer.Argument(metavar="ID", help="The id.")]
+EmailOpt = Annotated[str | None, typer.Option(help="Contact e-mail.")]
+CertOpt = Annotated[
+    list[str] | None, typer.Option(help="A verified certification, e.g. MLPS-3 (repeatable).")
+]
+AffiliationOpt = Annotated[str | None, typer.Option(help="Affiliation group (company group).")]
 
 
 def paging(limit: int, offset: int, sort: str | None, include_retired: bool | None = None) -> dict[str, Any]:
@@ -195,10 +205,10 @@ def capacity(
             )
         ),
     ] = None,
-    phase: Annotated[Phase | None, typer.Option(help="Only this phase.")] = None,
-    provider_id: Annotated[int | None, typer.Option(help="Only this provider.")] = None,
-    region: Annotated[str | None, typer.Option(help="Only this region.")] = None,
-    zone: Annotated[SecurityZone | None, typer.Option(help="Only this security zone.")] = None,
+    phase: PhaseFilter = None,
+    provider_id: ProviderFilter = None,
+    region: RegionFilter = None,
+    zone: ZoneFilter = None,
 ) -> None:
     """Capacity in cards and PFLOPS (dense FP16), grouped as asked."""
     data = call(
@@ -278,15 +288,11 @@ def add_show_and_retire(group: typer.Typer, path: str, columns: list[Column], wh
     """The `show ID` and `retire ID` commands, the same for every registry resource."""
 
     @group.command("show", help=f"Show one {what}.")
-    def _show(
-        ctx: typer.Context, object_id: Annotated[int, typer.Argument(metavar="ID", help="The id.")]
-    ) -> None:
+    def _show(ctx: typer.Context, object_id: IdArg) -> None:
         present(ctx, call(ctx, "GET", f"{path}/{object_id}"), columns)
 
     @group.command("retire", help=f"Retire one {what} (kept for history, no longer offered or used).")
-    def _retire(
-        ctx: typer.Context, object_id: Annotated[int, typer.Argument(metavar="ID", help="The id.")]
-    ) -> None:
+    def _retire(ctx: typer.Context, object_id: IdArg) -> None:
         present(ctx, call(ctx, "POST", f"{path}/{object_id}/retire"), columns)
 
 
@@ -294,7 +300,7 @@ def add_show_and_retire(group: typer.Typer, path: str, columns: list[Column], wh
 def providers_list(
     ctx: typer.Context,
     kind: Annotated[ProviderKind | None, typer.Option(help="Only this kind.")] = None,
-    region: Annotated[str | None, typer.Option(help="Only this region.")] = None,
+    region: RegionFilter = None,
     limit: Limit = 50,
     offset: Offset = 0,
     sort: Sort = None,
@@ -313,10 +319,8 @@ def providers_create(
     kind: Annotated[ProviderKind, typer.Option(help="Kind of provider.")],
     region: Annotated[str, typer.Option(help="Region code, e.g. zj-pinghu.")],
     name_en: NameEn = None,
-    cert: Annotated[
-        list[str] | None, typer.Option(help="A verified certification, e.g. MLPS-3 (repeatable).")
-    ] = None,
-    affiliation: Annotated[str | None, typer.Option(help="Affiliation group (company group).")] = None,
+    cert: CertOpt = None,
+    affiliation: AffiliationOpt = None,
 ) -> None:
     """Register a provider (regulator)."""
     body = body_of(
@@ -334,15 +338,13 @@ def providers_create(
 @providers_app.command("update")
 def providers_update(
     ctx: typer.Context,
-    provider_id: Annotated[int, typer.Argument(metavar="ID", help="The id.")],
+    provider_id: IdArg,
     name: Name = None,
     name_en: NameEn = None,
     kind: Annotated[ProviderKind | None, typer.Option(help="Kind of provider.")] = None,
     region: Annotated[str | None, typer.Option(help="Region code, e.g. zj-pinghu.")] = None,
-    cert: Annotated[
-        list[str] | None, typer.Option(help="A verified certification, e.g. MLPS-3 (repeatable).")
-    ] = None,
-    affiliation: Annotated[str | None, typer.Option(help="Affiliation group (company group).")] = None,
+    cert: CertOpt = None,
+    affiliation: AffiliationOpt = None,
 ) -> None:
     """Change a provider."""
     body = body_of(
@@ -362,9 +364,9 @@ add_show_and_retire(providers_app, "/providers", PROVIDER_COLUMNS, "provider")
 @sites_app.command("list")
 def sites_list(
     ctx: typer.Context,
-    provider_id: Annotated[int | None, typer.Option(help="Only this provider.")] = None,
-    region: Annotated[str | None, typer.Option(help="Only this region.")] = None,
-    phase: Annotated[Phase | None, typer.Option(help="Only this phase.")] = None,
+    provider_id: ProviderFilter = None,
+    region: RegionFilter = None,
+    phase: PhaseFilter = None,
     limit: Limit = 50,
     offset: Offset = 0,
     sort: Sort = None,
@@ -415,7 +417,7 @@ def sites_create(
 @sites_app.command("update")
 def sites_update(
     ctx: typer.Context,
-    site_id: Annotated[int, typer.Argument(metavar="ID", help="The id.")],
+    site_id: IdArg,
     name: Name = None,
     name_en: NameEn = None,
     phase: Annotated[Phase | None, typer.Option(help="Phase: planned, built or operational.")] = None,
@@ -443,12 +445,12 @@ add_show_and_retire(sites_app, "/sites", SITE_COLUMNS, "site")
 @pools_app.command("list")
 def pools_list(
     ctx: typer.Context,
-    provider_id: Annotated[int | None, typer.Option(help="Only this provider.")] = None,
+    provider_id: ProviderFilter = None,
     site_id: Annotated[int | None, typer.Option(help="Only this site.")] = None,
     accelerator: Annotated[str | None, typer.Option(help="Only this accelerator model.")] = None,
-    zone: Annotated[SecurityZone | None, typer.Option(help="Only this security zone.")] = None,
-    region: Annotated[str | None, typer.Option(help="Only this region.")] = None,
-    phase: Annotated[Phase | None, typer.Option(help="Only this phase.")] = None,
+    zone: ZoneFilter = None,
+    region: RegionFilter = None,
+    phase: PhaseFilter = None,
     limit: Limit = 50,
     offset: Offset = 0,
     sort: Sort = None,
@@ -493,7 +495,7 @@ def pools_create(
 @pools_app.command("update")
 def pools_update(
     ctx: typer.Context,
-    pool_id: Annotated[int, typer.Argument(metavar="ID", help="The id.")],
+    pool_id: IdArg,
     name: Name = None,
     nodes: Annotated[int | None, typer.Option(help="Number of nodes.")] = None,
     zone: Annotated[SecurityZone | None, typer.Option(help="Security zone.")] = None,
@@ -641,7 +643,7 @@ def orgs_create(
         str | None, typer.Option(help="GB/T 2260 division code (default: from the credit code).")
     ] = None,
     locality_name: Annotated[str | None, typer.Option(help="Locality name.")] = None,
-    email: Annotated[str | None, typer.Option(help="Contact e-mail.")] = None,
+    email: EmailOpt = None,
 ) -> None:
     """Register an organisation (regulator)."""
     body = body_of(
@@ -660,14 +662,14 @@ def orgs_create(
 @orgs_app.command("update")
 def orgs_update(
     ctx: typer.Context,
-    org_id: Annotated[int, typer.Argument(metavar="ID", help="The id.")],
+    org_id: IdArg,
     name: Name = None,
     name_en: NameEn = None,
     kind: Annotated[OrgKind | None, typer.Option(help="Kind of organisation.")] = None,
     sme: Annotated[bool | None, typer.Option("--sme/--not-sme", help="Small or medium enterprise.")] = None,
     locality_code: Annotated[str | None, typer.Option(help="GB/T 2260 division code.")] = None,
     locality_name: Annotated[str | None, typer.Option(help="Locality name.")] = None,
-    email: Annotated[str | None, typer.Option(help="Contact e-mail.")] = None,
+    email: EmailOpt = None,
 ) -> None:
     """Change an organisation."""
     body = body_of(
@@ -690,7 +692,7 @@ def users_list(
     ctx: typer.Context,
     role: Annotated[Role | None, typer.Option(help="Only this role.")] = None,
     org_id: Annotated[int | None, typer.Option(help="Only this organisation.")] = None,
-    provider_id: Annotated[int | None, typer.Option(help="Only this provider.")] = None,
+    provider_id: ProviderFilter = None,
     limit: Limit = 50,
     offset: Offset = 0,
     sort: Sort = None,
@@ -711,7 +713,7 @@ def users_create(
     org_id: Annotated[int | None, typer.Option(help="Organisation (tenant roles).")] = None,
     provider_id: Annotated[int | None, typer.Option(help="Provider (operator role).")] = None,
     display_name: Annotated[str | None, typer.Option(help="Display name.")] = None,
-    email: Annotated[str | None, typer.Option(help="Contact e-mail.")] = None,
+    email: EmailOpt = None,
 ) -> None:
     """Create a user."""
     body = body_of(
@@ -723,10 +725,10 @@ def users_create(
 @users_app.command("update")
 def users_update(
     ctx: typer.Context,
-    user_id: Annotated[int, typer.Argument(metavar="ID", help="The id.")],
+    user_id: IdArg,
     role: Annotated[Role | None, typer.Option(help="Role.")] = None,
     display_name: Annotated[str | None, typer.Option(help="Display name.")] = None,
-    email: Annotated[str | None, typer.Option(help="Contact e-mail.")] = None,
+    email: EmailOpt = None,
 ) -> None:
     """Change a user."""
     body = body_of(role=role, display_name=display_name, email=email)
@@ -761,9 +763,7 @@ def tokens_create(
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(
-    ctx: typer.Context, token_id: Annotated[int, typer.Argument(metavar="ID", help="The id.")]
-) -> None:
+def tokens_revoke(ctx: typer.Context, token_id: IdArg) -> None:
     """Revoke a token."""
     present(ctx, call(ctx, "POST", f"/tokens/{token_id}/revoke"), TOKEN_COLUMNS)
 

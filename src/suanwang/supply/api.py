@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from suanwang.api.deps import CtxDep, PageDep
-from suanwang.api.idempotency import IdempotencyKey, idempotency_key, run_create
-from suanwang.api.schemas import PageRead, Problem, page_read
+from suanwang.api.idempotency import IdemDep, created
+from suanwang.api.schemas import PROBLEM_RESPONSES, PageRead, page_read
 from suanwang.errors import Invalid
 from suanwang.fields import Id
 from suanwang.supply import service
@@ -32,12 +32,7 @@ from suanwang.supply.schemas import (
 )
 from suanwang.timeutil import require_aware
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (401, 403, 404, 409, 422)
-}
-router = APIRouter(tags=["supply"], responses=ERRORS)
-IdemDep = Annotated[IdempotencyKey, Depends(idempotency_key)]
+router = APIRouter(tags=["supply"], responses=PROBLEM_RESPONSES)
 
 
 # --- providers -----------------------------------------------------------------------------------
@@ -59,12 +54,10 @@ def list_providers(
 
 @router.post("/providers", status_code=201, response_model=ProviderRead)
 def create_provider(body: ProviderCreate, ctx: CtxDep, idem: IdemDep) -> JSONResponse:
-    return run_create(
-        session=ctx.session,
-        user_id=ctx.principal.user_id,
-        idem=idem,
-        now=ctx.now,
-        create=lambda: ProviderRead.model_validate(
+    return created(
+        ctx,
+        idem,
+        lambda: ProviderRead.model_validate(
             service.create_provider(session=ctx.session, principal=ctx.principal, data=body)
         ),
     )
@@ -118,12 +111,10 @@ def list_sites(
 
 @router.post("/sites", status_code=201, response_model=SiteRead)
 def create_site(body: SiteCreate, ctx: CtxDep, idem: IdemDep) -> JSONResponse:
-    return run_create(
-        session=ctx.session,
-        user_id=ctx.principal.user_id,
-        idem=idem,
-        now=ctx.now,
-        create=lambda: service.read_site(
+    return created(
+        ctx,
+        idem,
+        lambda: service.read_site(
             service.create_site(session=ctx.session, principal=ctx.principal, data=body), ctx.principal
         ),
     )
@@ -179,12 +170,10 @@ def list_pools(
 
 @router.post("/pools", status_code=201, response_model=PoolRead)
 def create_pool(body: PoolCreate, ctx: CtxDep, idem: IdemDep) -> JSONResponse:
-    return run_create(
-        session=ctx.session,
-        user_id=ctx.principal.user_id,
-        idem=idem,
-        now=ctx.now,
-        create=lambda: service.read_pool(
+    return created(
+        ctx,
+        idem,
+        lambda: service.read_pool(
             service.create_pool(session=ctx.session, principal=ctx.principal, data=body)
         ),
     )
@@ -222,12 +211,10 @@ def list_prices(pool_id: Id, ctx: CtxDep, paging: PageDep, include_retired: bool
 
 @router.post("/pools/{pool_id}/prices", status_code=201, response_model=RateCardRead)
 def add_price(pool_id: Id, body: RateCardCreate, ctx: CtxDep, idem: IdemDep) -> JSONResponse:
-    return run_create(
-        session=ctx.session,
-        user_id=ctx.principal.user_id,
-        idem=idem,
-        now=ctx.now,
-        create=lambda: RateCardRead.model_validate(
+    return created(
+        ctx,
+        idem,
+        lambda: RateCardRead.model_validate(
             service.add_rate_card(
                 session=ctx.session, principal=ctx.principal, pool_id=pool_id, data=body, now=ctx.now
             )

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from suanwang.api.deps import CtxDep, PageDep, get_settings
-from suanwang.api.idempotency import IdempotencyKey, idempotency_key, run_create
-from suanwang.api.schemas import PageRead, Problem, page_read
+from suanwang.api.idempotency import IdemDep, created
+from suanwang.api.schemas import PROBLEM_RESPONSES, PageRead, page_read
 from suanwang.config import Settings
 from suanwang.fields import Id
 from suanwang.tenants import service
@@ -27,12 +27,7 @@ from suanwang.tenants.schemas import (
     WhoAmI,
 )
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (401, 403, 404, 409, 422)
-}
-router = APIRouter(tags=["tenants"], responses=ERRORS)
-IdemDep = Annotated[IdempotencyKey, Depends(idempotency_key)]
+router = APIRouter(tags=["tenants"], responses=PROBLEM_RESPONSES)
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
@@ -69,12 +64,10 @@ def list_orgs(
 
 @router.post("/orgs", status_code=201, response_model=OrgRead)
 def create_org(body: OrgCreate, ctx: CtxDep, idem: IdemDep, settings: SettingsDep) -> JSONResponse:
-    return run_create(
-        session=ctx.session,
-        user_id=ctx.principal.user_id,
-        idem=idem,
-        now=ctx.now,
-        create=lambda: service.read_org(
+    return created(
+        ctx,
+        idem,
+        lambda: service.read_org(
             service.create_org(session=ctx.session, principal=ctx.principal, data=body),
             region_code=settings.region_division_code,
         ),
@@ -127,12 +120,10 @@ def list_users(
 
 @router.post("/users", status_code=201, response_model=UserRead)
 def create_user(body: UserCreate, ctx: CtxDep, idem: IdemDep) -> JSONResponse:
-    return run_create(
-        session=ctx.session,
-        user_id=ctx.principal.user_id,
-        idem=idem,
-        now=ctx.now,
-        create=lambda: UserRead.model_validate(
+    return created(
+        ctx,
+        idem,
+        lambda: UserRead.model_validate(
             service.create_user(session=ctx.session, principal=ctx.principal, data=body)
         ),
     )
@@ -178,12 +169,10 @@ def create_token(body: TokenCreate, ctx: CtxDep, idem: IdemDep) -> JSONResponse:
         )
         return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=secret)
 
-    return run_create(
-        session=ctx.session,
-        user_id=ctx.principal.user_id,
-        idem=idem,
-        now=ctx.now,
-        create=create,
+    return created(
+        ctx,
+        idem,
+        create,
         secret_fields=frozenset({"token"}),
     )
 
