@@ -13,6 +13,7 @@ import typer
 from suanwang.cli import output
 from suanwang.cli.client import ApiError, Client, ConnectionFailed
 from suanwang.cli.output import Column, fen, joined, number, shanghai_time, show, yes_no
+from suanwang.cli.sim import sim_app
 from suanwang.config import Settings, get_settings
 from suanwang.i18n import normalize_lang
 from suanwang.supply.models import BackendKind, Phase, ProviderKind, SecurityZone
@@ -105,6 +106,7 @@ def paging(limit: int, offset: int, sort: str | None, include_retired: bool | No
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(sim_app, name="sim")
 
 
 @db_app.command("upgrade")

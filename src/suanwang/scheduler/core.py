@@ -1,0 +1,533 @@
+"""schedule(snapshot, policy) -> decisions, and quote(job, snapshot, policy): the pure scheduling core.
+
+One cycle walks the queue once in the policy's order. Each job gets the pools that pass every hard
+constraint (constraints.py), an estimate of runtime, cost and finish on each (estimate.py), and either
+a placement, preemptions that make room for it, or a reason to wait. The algorithms share this
+machinery and differ only where their anchors differ (see docs/scheduler.md):
+
+- fifo: submit order; the first job that cannot start blocks every job behind it.
+- backfill (Slurm-like): multifactor priority (priority class, age, fair share, size), pools tried in
+  partition order, EASY backfill behind the highest-priority blocked job.
+- cheapest (SkyPilot-like): submit order, cheapest feasible pool by estimated cost, failing over to the
+  next cheapest; a job that fits nowhere waits without holding others back.
+- suanwang: multifactor priority; per job the cheapest placement that meets its deadline, else the
+  earliest finish within its max price (heterogeneity-aware); a guaranteed share of local pools for
+  local SMEs that others borrow only preemptibly and SMEs reclaim; EASY backfill.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from suanwang.scheduler import constraints, estimate, fairshare
+from suanwang.scheduler.policy import Algorithm, Policy
+from suanwang.scheduler.types import (
+    Decisions,
+    Place,
+    PoolState,
+    Preempt,
+    QueuedJob,
+    Reason,
+    RunningJob,
+    Snapshot,
+    TenantState,
+    Wait,
+)
+
+INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One way to run a job: a pool, when it can start, and what it would take and cost."""
+
+    pool: PoolState
+    start_s: float
+    runtime_s: float
+    end_s: float
+    cost_fen: int
+    borrowing: bool = False
+
+
+@dataclass(slots=True)
+class _Reservation:
+    """EASY backfill: the blocked head job holds `cards` of `pool_id` from `shadow_s` on."""
+
+    pool_id: str
+    shadow_s: float
+    extra_cards: int  # cards free at shadow time beyond the head job's need: backfill may use them
+
+
+class _Cycle:
+    """The mutable working state of one scheduling cycle over an immutable snapshot."""
+
+    def __init__(self, snapshot: Snapshot, policy: Policy) -> None:
+        self.now = snapshot.now_s
+        self.policy = policy
+        self.pools = sorted(snapshot.pools, key=lambda p: p.id)
+        self.pool_by_id = {p.id: p for p in self.pools}
+        self.free = {p.id: (p.cards_free if p.healthy else 0) for p in self.pools}
+        self.tenants = {t.id: t for t in snapshot.tenants}
+        # Per pool, most recently started first: the order preemption picks victims in (least work lost).
+        self.running_by_pool: dict[str, list[RunningJob]] = defaultdict(list)
+        for job in sorted(snapshot.running, key=lambda r: (-r.start_s, r.id)):
+            self.running_by_pool[job.pool_id].append(job)
+        # Upper bounds on what preemption can free per pool, so most pools are ruled out at a glance.
+        self.preemptible_cards: dict[str, int] = defaultdict(int)
+        self.borrowed_cards: dict[str, int] = defaultdict(int)
+        for job in snapshot.running:
+            if job.preemptible:
+                self.preemptible_cards[job.pool_id] += job.cards
+                if job.borrowing:
+                    self.borrowed_cards[job.pool_id] += job.cards
+        self.places: list[Place] = []
+        self.preempts: list[Preempt] = []
+        self.waits: list[Wait] = []
+        self.preempted: set[str] = set()
+        self.planned: dict[str, list[tuple[float, int]]] = defaultdict(list)  # this cycle's (end, cards)
+        self._feasible: dict[tuple[object, ...], list[PoolState]] = {}
+        self._shaped: dict[tuple[object, ...], list[PoolState]] = {}
+        self._blockers: dict[tuple[object, ...], str] = {}
+        self._sme_pools: dict[tuple[object, ...], list[PoolState]] = {}
+        self._speed: dict[tuple[str | None, str], float] = {}
+        # Local SME guarantee: cards of each local pool held for local SMEs, and what they use now.
+        share = policy.sme_guaranteed_share if policy.algorithm is Algorithm.SUANWANG else 0.0
+        self.sme_reserved = {p.id: int(p.cards_total * share) if p.local else 0 for p in self.pools}
+        self.sme_used: dict[str, int] = defaultdict(int)
+        for job in snapshot.running:
+            if self.tenant(job.tenant).local_sme:
+                self.sme_used[job.pool_id] += job.cards
+
+    # --- facts about jobs and pools --------------------------------------------------------------
+
+    def tenant(self, tenant_id: str) -> TenantState:
+        found = self.tenants.get(tenant_id)
+        if found is None:
+            found = TenantState(id=tenant_id)
+            self.tenants[tenant_id] = found
+        return found
+
+    def feasible(self, job: QueuedJob) -> list[PoolState]:
+        """Pools that pass every hard constraint for this job (cached per job shape, then per size)."""
+        shape = _shape(job)
+        key = (shape, job.cards)
+        pools = self._feasible.get(key)
+        if pools is None:
+            shaped = self._shaped.get(shape)
+            if shaped is None:
+                shaped = [p for p in self.pools if constraints.violation(job, p, check_size=False) is None]
+                self._shaped[shape] = shaped
+            pools = [p for p in shaped if job.cards <= p.cards_total]  # the size check left out above
+            self._feasible[key] = pools
+        return pools
+
+    def sme_pools(self, job: QueuedJob) -> list[PoolState]:
+        """The feasible pools with a share guaranteed to local SMEs (cached like feasible())."""
+        key = (_shape(job), job.cards)
+        pools = self._sme_pools.get(key)
+        if pools is None:
+            pools = [p for p in self.feasible(job) if self.sme_reserved[p.id]]
+            self._sme_pools[key] = pools
+        return pools
+
+    def runtime(self, job: QueuedJob, pool: PoolState) -> float:
+        if job.cards == 0:
+            return job.duration_s
+        key = (job.job_type, pool.accelerator)
+        speed = self._speed.get(key)
+        if speed is None:
+            speed = estimate.speedup(job, pool.accelerator, self.policy)
+            self._speed[key] = speed
+        return job.duration_s / speed
+
+    def option(self, job: QueuedJob, pool: PoolState, start_s: float, borrowing: bool = False) -> Option:
+        runtime = self.runtime(job, pool)
+        cost = estimate.cost_fen(job.cards, runtime, pool.price_fen_per_card_hour)
+        return Option(pool, start_s, runtime, start_s + runtime, cost, borrowing)
+
+    # --- capacity --------------------------------------------------------------------------------
+
+    def nonsme_room(self, pool: PoolState) -> int:
+        """Cards of a pool that work other than local SMEs' may hold without borrowing."""
+        reserved = self.sme_reserved[pool.id]
+        if reserved == 0:
+            return self.free[pool.id]
+        nonsme_used = pool.cards_total - self.free[pool.id] - self.sme_used[pool.id]
+        return max(0, min(self.free[pool.id], pool.cards_total - reserved - nonsme_used))
+
+    def start_now(self, job: QueuedJob, pool: PoolState) -> Option | None:
+        """An option to start on `pool` now, honouring the SME guarantee, or None."""
+        free = self.free[pool.id]
+        if job.cards > free:
+            return None
+        borrowing = (
+            self.sme_reserved[pool.id] > 0
+            and not self.tenant(job.tenant).local_sme
+            and job.cards > self.nonsme_room(pool)
+        )
+        if borrowing and not job.preemptible:
+            return None  # only preemptible work may borrow the SMEs' idle share
+        return self.option(job, pool, self.now, borrowing=borrowing)
+
+    def earliest_start(self, job: QueuedJob, pool: PoolState) -> tuple[float, int]:
+        """When `job.cards` will be free on `pool` (from running and planned ends), and cards free then."""
+        free = self.free[pool.id]
+        if job.cards <= free:
+            return self.now, free
+        releases = sorted(
+            [(r.expected_end_s, r.cards) for r in self.running_by_pool[pool.id] if r.id not in self.preempted]
+            + self.planned[pool.id]
+        )
+        for end, cards in releases:
+            free += cards
+            if free >= job.cards:
+                return max(end, self.now), free
+        return INF, free
+
+    def commit(self, job: QueuedJob, option: Option) -> None:
+        pool = option.pool
+        self.free[pool.id] -= job.cards
+        if self.tenant(job.tenant).local_sme:
+            self.sme_used[pool.id] += job.cards
+        bisect.insort(self.planned[pool.id], (option.end_s, job.cards))
+        self.places.append(
+            Place(
+                job_id=job.id,
+                pool_id=pool.id,
+                cards=job.cards,
+                est_runtime_s=option.runtime_s,
+                est_cost_fen=option.cost_fen,
+                est_end_s=option.end_s,
+                borrowing=option.borrowing,
+            )
+        )
+
+    def wait(self, job: QueuedJob, code: str, **params: object) -> None:
+        self.waits.append(Wait(job.id, Reason(code, tuple(params.items()))))
+
+    def preempt_for(
+        self, job: QueuedJob, pools: Sequence[PoolState], victim: Callable[[RunningJob], bool], code: str
+    ) -> Option | None:
+        """Free room for `job` by preempting the fewest victim cards on one pool; None if no pool can."""
+        best: tuple[int, str, list[RunningJob]] | None = None
+        for pool in pools:
+            free = self.free[pool.id]
+            nonsme_used = pool.cards_total - free - self.sme_used[pool.id]
+            chosen: list[RunningJob] = []
+            # Least work lost first: the most recently started victims go first (running_by_pool's order).
+            for running in self.running_by_pool[pool.id]:
+                if self._fits(job, pool, free, nonsme_used):
+                    break
+                if running.id in self.preempted or not running.preemptible or not victim(running):
+                    continue
+                chosen.append(running)
+                free += running.cards
+                if not self.tenant(running.tenant).local_sme:
+                    nonsme_used -= running.cards
+            if chosen and self._fits(job, pool, free, nonsme_used):
+                lost = sum(r.cards for r in chosen)
+                if best is None or (lost, pool.id) < (best[0], best[1]):
+                    best = (lost, pool.id, chosen)
+        if best is None:
+            return None
+        pool = self.pool_by_id[best[1]]
+        for running in best[2]:
+            self.preempted.add(running.id)
+            self.free[pool.id] += running.cards
+            self.preemptible_cards[pool.id] -= running.cards
+            if running.borrowing:
+                self.borrowed_cards[pool.id] -= running.cards
+            if self.tenant(running.tenant).local_sme:
+                self.sme_used[pool.id] -= running.cards
+            self.preempts.append(Preempt(running.id, Reason(code, (("for_job", job.id), ("pool", pool.id)))))
+        return self.start_now(job, pool)  # honours the SME guarantee and flags borrowing, as _fits checked
+
+    def _fits(self, job: QueuedJob, pool: PoolState, free: int, nonsme_used: int) -> bool:
+        """Could `job` start with `free` cards free, others holding `nonsme_used` (the SME guarantee)?"""
+        if job.cards > free:
+            return False
+        reserved = self.sme_reserved[pool.id]
+        if reserved == 0 or job.preemptible or self.tenant(job.tenant).local_sme:
+            return True
+        return job.cards <= pool.cards_total - reserved - nonsme_used
+
+    def decisions(self, started: float) -> Decisions:
+        return Decisions(
+            places=tuple(self.places),
+            preempts=tuple(self.preempts),
+            waits=tuple(self.waits),
+            stats={"cycle_ms": (time.perf_counter() - started) * 1000, "queued": float(len(self.waits))},
+        )
+
+
+# --- ordering --------------------------------------------------------------------------------------
+
+
+def _submit_order(jobs: Sequence[QueuedJob]) -> list[QueuedJob]:
+    return sorted(jobs, key=lambda j: (j.submit_s, j.id))
+
+
+def _multifactor_order(cycle: _Cycle, jobs: Sequence[QueuedJob]) -> list[QueuedJob]:
+    """Slurm's multifactor priority: priority class, age, fair share and size, weighted."""
+    policy = cycle.policy
+    for job in jobs:
+        cycle.tenant(job.tenant)
+    fair = fairshare.factors(cycle.tenants.values())
+    largest = max((j.cards for j in jobs), default=1) or 1
+
+    def score(job: QueuedJob) -> float:
+        age = min(max(cycle.now - job.submit_s, 0.0) / policy.max_age_s, 1.0)
+        return (
+            policy.weight_priority * job.priority
+            + policy.weight_age * age
+            + policy.weight_fairshare * fair.get(job.tenant, 1.0)
+            + policy.weight_size * job.cards / largest
+        )
+
+    return sorted(jobs, key=lambda j: (-score(j), j.submit_s, j.id))
+
+
+# --- the algorithms --------------------------------------------------------------------------------
+
+
+def _fifo(cycle: _Cycle, snapshot: Snapshot) -> None:
+    head: QueuedJob | None = None
+    for job in _submit_order(snapshot.queued):
+        if head is not None:
+            cycle.wait(job, "fifo-blocked", head=head.id)
+            continue
+        pools = cycle.feasible(job)
+        if not pools:
+            cycle.wait(job, "infeasible", cards=job.cards, blockers=_blockers(cycle, job))
+            continue
+        option = next((o for p in pools if (o := cycle.start_now(job, p)) is not None), None)
+        if option is None:
+            head = job
+            cycle.wait(job, "capacity", cards=job.cards, pools=len(pools))
+            continue
+        cycle.commit(job, option)
+
+
+def _cheapest(cycle: _Cycle, snapshot: Snapshot) -> None:
+    for job in _submit_order(snapshot.queued):
+        pools = cycle.feasible(job)
+        if not pools:
+            cycle.wait(job, "infeasible", cards=job.cards, blockers=_blockers(cycle, job))
+            continue
+        options = [o for p in pools if (o := cycle.start_now(job, p)) is not None]
+        if not options:
+            cycle.wait(job, "capacity", cards=job.cards, pools=len(pools))
+            continue
+        cycle.commit(job, min(options, key=lambda o: (o.cost_fen, o.end_s, o.pool.id)))
+
+
+def _pool_rank(policy: Policy) -> Callable[[PoolState], tuple[int, str]]:
+    order = {pool_id: i for i, pool_id in enumerate(policy.pool_order)}
+    return lambda p: (order.get(p.id, len(order)), p.id)
+
+
+Chooser = Callable[[QueuedJob, list[Option]], Option]
+
+
+def _backfilling(cycle: _Cycle, snapshot: Snapshot, choose: Chooser) -> None:
+    """Walk the queue in multifactor order with EASY backfill; `choose` picks among startable options."""
+    policy = cycle.policy
+    suanwang = policy.algorithm is Algorithm.SUANWANG
+    reservation: _Reservation | None = None
+    ordered = _multifactor_order(cycle, snapshot.queued)
+    max_free = max(cycle.free.values(), default=0)
+    for depth, job in enumerate(ordered):
+        if depth >= policy.backfill_depth:
+            cycle.wait(job, "backfill-depth", depth=policy.backfill_depth)
+            continue
+        pools = cycle.feasible(job)
+        if not pools:
+            cycle.wait(job, "infeasible", cards=job.cards, blockers=_blockers(cycle, job))
+            continue
+        options: list[Option] = []
+        if job.cards <= max_free:  # cheap test first: most of a long queue fails it
+            free, cards = cycle.free, job.cards
+            for pool in [p for p in pools if free[p.id] >= cards]:  # a comprehension: the hot loop
+                option = cycle.start_now(job, pool)
+                if option is not None and not _delays(reservation, option, job.cards):
+                    options.append(option)
+        chosen = choose(job, options) if options else None
+        if chosen is None and suanwang:
+            chosen = _make_room(cycle, job, pools, reservation)
+        if chosen is not None:
+            if (
+                reservation is not None
+                and chosen.pool.id == reservation.pool_id
+                and chosen.end_s > reservation.shadow_s
+            ):
+                reservation.extra_cards -= job.cards
+            cycle.commit(job, chosen)
+            max_free = max(cycle.free.values(), default=0)
+            continue
+        if reservation is None:
+            reservation = _reserve(cycle, job, pools, suanwang)
+            if reservation is not None:
+                cycle.wait(
+                    job,
+                    "reserved",
+                    cards=job.cards,
+                    pool=reservation.pool_id,
+                    start_s=round(reservation.shadow_s),
+                )
+                continue
+        cycle.wait(job, "capacity", cards=job.cards, pools=len(pools))
+
+
+def _delays(reservation: _Reservation | None, option: Option, cards: int) -> bool:
+    """Would starting this option take cards the head job's reservation needs at its shadow time?"""
+    return (
+        reservation is not None
+        and option.pool.id == reservation.pool_id
+        and option.end_s > reservation.shadow_s
+        and cards > reservation.extra_cards
+    )
+
+
+def _not_delaying(
+    cycle: _Cycle, reservation: _Reservation | None, job: QueuedJob, pools: list[PoolState]
+) -> list[PoolState]:
+    """Pools where preempting to start `job` now cannot delay the head's reservation: as for a plain
+    start (_delays), on the reserved pool it must end by the shadow time or fit in the extra cards."""
+    if reservation is None:
+        return pools
+    return [
+        p
+        for p in pools
+        if p.id != reservation.pool_id
+        or job.cards <= reservation.extra_cards
+        or cycle.now + cycle.runtime(job, p) <= reservation.shadow_s
+    ]
+
+
+def _reserve(cycle: _Cycle, job: QueuedJob, pools: list[PoolState], by_finish: bool) -> _Reservation | None:
+    """The head job's reservation: the pool where it can start earliest (suanwang: finish earliest)."""
+    best: tuple[float, float, str, int] | None = None
+    rank = _pool_rank(cycle.policy)
+    bound = not job.preemptible and not cycle.tenant(job.tenant).local_sme
+    for pool in sorted(pools, key=rank):
+        if bound and job.cards > pool.cards_total - cycle.sme_reserved[pool.id]:
+            continue  # it may never hold the local SMEs' guaranteed share: it can never start here
+        start, free_then = cycle.earliest_start(job, pool)
+        if start == INF:
+            continue
+        finish = start + cycle.runtime(job, pool)
+        key = (finish if by_finish else start, start, pool.id, free_then)
+        if best is None or key[:2] < best[:2]:
+            best = key
+    if best is None:
+        return None
+    return _Reservation(pool_id=best[2], shadow_s=best[1], extra_cards=best[3] - job.cards)
+
+
+def _make_room(
+    cycle: _Cycle, job: QueuedJob, pools: list[PoolState], reservation: _Reservation | None
+) -> Option | None:
+    """suanwang's preemption: local SMEs reclaim their guaranteed share; urgent work displaces lower.
+
+    Never on the head's reserved pool where it would delay the head (see _not_delaying).
+    """
+    free, cards = cycle.free, job.cards
+    if cycle.tenant(job.tenant).local_sme:
+        # Only pools where the borrowers' cards could make room at all (most of a long queue has none).
+        borrowed = cycle.borrowed_cards
+        local = [p for p in cycle.sme_pools(job) if free[p.id] + borrowed[p.id] >= cards]
+        if local:
+            local = _not_delaying(cycle, reservation, job, local)
+            option = cycle.preempt_for(job, local, lambda r: r.borrowing, "sme-reclaim")
+            if option is not None:
+                return option
+    threshold = cycle.policy.preempt_for_priority
+    if threshold is not None and job.priority >= threshold:
+        preemptible = cycle.preemptible_cards
+        some = [p for p in pools if free[p.id] + preemptible[p.id] >= cards]
+        if some:
+            some = _not_delaying(cycle, reservation, job, some)
+            return cycle.preempt_for(job, some, lambda r: r.priority < job.priority, "priority")
+    return None
+
+
+def _suanwang_choice(job: QueuedJob, options: list[Option]) -> Option:
+    """Cheapest placement that meets the deadline; else the earliest finish (all within max price)."""
+    if job.deadline_s is not None:
+        meeting = [o for o in options if o.end_s <= job.deadline_s]
+        if not meeting:
+            return min(options, key=lambda o: (o.end_s, o.cost_fen, o.pool.id))
+        options = meeting
+    return min(options, key=lambda o: (o.cost_fen, o.end_s, o.pool.id))
+
+
+def _blockers(cycle: _Cycle, job: QueuedJob) -> str:
+    """Which hard constraints rule out which pools, e.g. 'accelerator×5, size×2' (for the reason)."""
+    key = (_shape(job), job.cards)
+    found = cycle._blockers.get(key)
+    if found is None:
+        counts: dict[str, int] = defaultdict(int)
+        for pool in cycle.pools:
+            why = constraints.violation(job, pool)
+            if why is not None:
+                counts[why] += 1
+        found = ", ".join(f"{why}×{n}" for why, n in sorted(counts.items())) or "no pools"
+        cycle._blockers[key] = found
+    return found
+
+
+def _shape(job: QueuedJob) -> tuple[object, ...]:
+    """What the hard constraints look at, but the gang size: jobs of one shape share feasibility."""
+    return (
+        job.classification,
+        job.accelerators,
+        job.min_memory_gib,
+        job.regions,
+        job.max_price_fen_per_card_hour,
+        job.cards_per_node,
+    )
+
+
+def schedule(snapshot: Snapshot, policy: Policy) -> Decisions:
+    """Decide, for one moment, which queued jobs start where, which running jobs yield, and why others wait.
+
+    Pure and deterministic: the same snapshot and policy always give the same decisions.
+    """
+    started = time.perf_counter()
+    cycle = _Cycle(snapshot, policy)
+    if policy.algorithm is Algorithm.FIFO:
+        _fifo(cycle, snapshot)
+    elif policy.algorithm is Algorithm.CHEAPEST:
+        _cheapest(cycle, snapshot)
+    elif policy.algorithm is Algorithm.BACKFILL:
+        rank = _pool_rank(policy)
+        _backfilling(cycle, snapshot, lambda job, options: min(options, key=lambda o: rank(o.pool)))
+    else:
+        _backfilling(cycle, snapshot, _suanwang_choice)
+    return cycle.decisions(started)
+
+
+def quote(job: QueuedJob, snapshot: Snapshot, policy: Policy) -> list[Option]:
+    """Every pool that could run `job`, ranked as the policy would choose: start, runtime, finish, cost.
+
+    The SkyPilot-style table a tenant sees before submitting. Pools that cannot start it now are
+    listed with their earliest start from running work's expected ends.
+    """
+    cycle = _Cycle(snapshot, policy)
+    options = []
+    for pool in cycle.feasible(job):
+        now = cycle.start_now(job, pool)
+        if now is not None:
+            options.append(now)
+            continue
+        start, _ = cycle.earliest_start(job, pool)
+        if start != INF:
+            options.append(cycle.option(job, pool, start))
+    if job.deadline_s is not None:
+        return sorted(options, key=lambda o: (o.end_s > job.deadline_s, o.cost_fen, o.end_s, o.pool.id))
+    return sorted(options, key=lambda o: (o.cost_fen, o.end_s, o.pool.id))

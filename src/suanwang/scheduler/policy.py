@@ -1,0 +1,61 @@
+"""Policy: which algorithm and its parameters. Plain data, loadable from a scenario's [policy] table."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class Algorithm(enum.StrEnum):
+    SUANWANG = "suanwang"  # priority + fair share + SME guarantee + heterogeneity/cost + EASY backfill
+    FIFO = "fifo"  # strict first-in first-out, head of line blocks, first pool that fits
+    BACKFILL = "backfill"  # Slurm-like: multifactor priority, fair share, EASY backfill, partition order
+    CHEAPEST = "cheapest"  # SkyPilot-like: cheapest feasible pool by estimated cost, fail over to next
+
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    algorithm: Algorithm = Algorithm.SUANWANG
+    # The accelerator trace durations were measured on; runtimes elsewhere scale by throughput.
+    reference_accelerator: str = "V100"
+    # Fair share: usage decays with this half-life (Slurm's PriorityDecayHalfLife default is 7 days).
+    fairshare_half_life_s: float = 7 * DAY_S
+    # Share of every local pool guaranteed to local SMEs (a nominal quota others may borrow while idle).
+    sme_guaranteed_share: float = 0.25
+    # Multifactor weights (Slurm-like and suanwang): age saturates at max_age_s.
+    weight_age: float = 1000.0
+    weight_fairshare: float = 10000.0
+    weight_size: float = 0.0
+    weight_priority: float = 100000.0
+    max_age_s: float = 7 * DAY_S
+    # Backfill looks at most this many queued jobs per cycle (Slurm: bf_max_job_test); the rest wait.
+    backfill_depth: int = 100_000
+    # Pools in "partition" order for the Slurm-like baseline (ids); unlisted pools follow by id.
+    pool_order: tuple[str, ...] = ()
+    # Throughput relative to the catalogue ratio, per job type and accelerator: {"ResNet-50": {"A800": 0.8}}.
+    throughput_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Preempt preemptible lower-priority work for jobs of at least this priority (None: never).
+    preempt_for_priority: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> Policy:
+        """Build from a TOML table; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown policy parameter(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        values = dict(data) | overrides
+        if "algorithm" in values:
+            values["algorithm"] = Algorithm(values["algorithm"])
+        if "pool_order" in values:
+            values["pool_order"] = tuple(values["pool_order"])
+        return cls(**values)
+
+    def with_algorithm(self, algorithm: Algorithm | str) -> Policy:
+        return replace(self, algorithm=Algorithm(algorithm))
