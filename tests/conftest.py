@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 
 from suanwang.api.app import create_app
@@ -22,6 +24,10 @@ from suanwang.config import Settings
 from suanwang.db.base import Base
 from suanwang.db.session import engine_for, session_scope, upgrade
 from suanwang.tenants import service as tenants
+
+# No per-example deadline: a timing threshold would fail on a loaded 2-core CI machine, not on a bug.
+hypothesis_settings.register_profile("suanwang", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("suanwang")
 
 PG_URL = os.environ.get("SUANWANG_TEST_DATABASE_URL", "").strip()
 BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]

@@ -102,6 +102,9 @@ class _Cycle:
         for job in snapshot.running:
             if self.tenant(job.tenant).local_sme:
                 self.sme_used[job.pool_id] += job.cards
+        # The SMEs' share is idle for others to borrow only while no local SME job waits for it.
+        self.sme_waiting = share > 0 and any(self.tenant(job.tenant).local_sme for job in snapshot.queued)
+        self._releases: dict[str, list[tuple[float, int]]] = {}
 
     # --- facts about jobs and pools --------------------------------------------------------------
 
@@ -170,27 +173,44 @@ class _Cycle:
             and not self.tenant(job.tenant).local_sme
             and job.cards > self.nonsme_room(pool)
         )
-        if borrowing and not job.preemptible:
-            return None  # only preemptible work may borrow the SMEs' idle share
+        if borrowing and not job.preemptible and not self.may_borrow_briefly(job, pool):
+            return None  # only preemptible work, or brief work while no SME waits, borrows their share
         return self.option(job, pool, self.now, borrowing=borrowing)
+
+    def may_borrow_briefly(self, job: QueuedJob, pool: PoolState) -> bool:
+        """Non-preemptible work borrows the SMEs' idle share only briefly and only while none waits."""
+        bound = self.policy.sme_idle_borrow_max_s
+        return bound > 0 and not self.sme_waiting and self.runtime(job, pool) <= bound
 
     def earliest_start(self, job: QueuedJob, pool: PoolState) -> tuple[float, int]:
         """When `job.cards` will be free on `pool` (from running and planned ends), and cards free then."""
         free = self.free[pool.id]
         if job.cards <= free:
             return self.now, free
-        releases = sorted(
-            [(r.expected_end_s, r.cards) for r in self.running_by_pool[pool.id] if r.id not in self.preempted]
-            + self.planned[pool.id]
-        )
-        for end, cards in releases:
+        for end, cards in self.releases(pool.id):
             free += cards
             if free >= job.cards:
                 return max(end, self.now), free
         return INF, free
 
+    def releases(self, pool_id: str) -> list[tuple[float, int]]:
+        """(expected end, cards) of the pool's running and just-placed work, soonest first (cached)."""
+        found = self._releases.get(pool_id)
+        if found is None:
+            found = sorted(
+                [
+                    (r.expected_end_s, r.cards)
+                    for r in self.running_by_pool[pool_id]
+                    if r.id not in self.preempted
+                ]
+                + self.planned[pool_id]
+            )
+            self._releases[pool_id] = found
+        return found
+
     def commit(self, job: QueuedJob, option: Option) -> None:
         pool = option.pool
+        self._releases.pop(pool.id, None)
         self.free[pool.id] -= job.cards
         if self.tenant(job.tenant).local_sme:
             self.sme_used[pool.id] += job.cards
@@ -236,6 +256,7 @@ class _Cycle:
         if best is None:
             return None
         pool = self.pool_by_id[best[1]]
+        self._releases.pop(pool.id, None)
         for running in best[2]:
             self.preempted.add(running.id)
             self.free[pool.id] += running.cards
@@ -280,6 +301,11 @@ def _multifactor_order(cycle: _Cycle, jobs: Sequence[QueuedJob]) -> list[QueuedJ
     fair = fairshare.factors(cycle.tenants.values())
     largest = max((j.cards for j in jobs), default=1) or 1
 
+    suanwang = policy.algorithm is Algorithm.SUANWANG
+    sme_boost = policy.weight_local_sme if suanwang else 0.0
+    small_weight = policy.weight_small_work if suanwang else 0.0
+    log_work_max = math.log1p(max((j.cards * j.duration_s for j in jobs), default=0.0)) or 1.0
+
     def score(job: QueuedJob) -> float:
         age = min(max(cycle.now - job.submit_s, 0.0) / policy.max_age_s, 1.0)
         return (
@@ -287,9 +313,16 @@ def _multifactor_order(cycle: _Cycle, jobs: Sequence[QueuedJob]) -> list[QueuedJ
             + policy.weight_age * age
             + policy.weight_fairshare * fair.get(job.tenant, 1.0)
             + policy.weight_size * job.cards / largest
+            + (sme_boost if sme_boost and cycle.tenant(job.tenant).local_sme else 0.0)
+            + (small_weight * _smallness(job, log_work_max) if small_weight else 0.0)
         )
 
     return sorted(jobs, key=lambda j: (-score(j), j.submit_s, j.id))
+
+
+def _smallness(job: QueuedJob, log_work_max: float) -> float:
+    """1 for the smallest work in the queue, 0 for the largest, on a log scale of card-seconds."""
+    return 1 - math.log1p(job.cards * job.duration_s) / log_work_max
 
 
 # --- the algorithms --------------------------------------------------------------------------------
@@ -359,6 +392,11 @@ def _backfilling(cycle: _Cycle, snapshot: Snapshot, choose: Chooser) -> None:
         chosen = choose(job, options) if options else None
         if chosen is None and suanwang:
             chosen = _make_room(cycle, job, pools, reservation)
+        if chosen is not None and suanwang and policy.wait_for_faster_ratio is not None:
+            faster = _faster_later(cycle, job, pools, chosen, policy.wait_for_faster_ratio)
+            if faster is not None:
+                cycle.wait(job, "faster-pool", pool=faster.pool.id, start_s=round(faster.start_s))
+                continue
         if chosen is not None:
             if (
                 reservation is not None
@@ -456,14 +494,40 @@ def _make_room(
     return None
 
 
-def _suanwang_choice(job: QueuedJob, options: list[Option]) -> Option:
-    """Cheapest placement that meets the deadline; else the earliest finish (all within max price)."""
+def _faster_later(
+    cycle: _Cycle, job: QueuedJob, pools: list[PoolState], now: Option, ratio: float
+) -> Option | None:
+    """A busy pool where the job would finish so much sooner that waiting for it beats starting now."""
+    best: Option | None = None
+    for pool in pools:
+        if pool.id == now.pool.id or cycle.runtime(job, pool) * ratio >= now.runtime_s:
+            continue  # not fast enough to be worth waiting for, whenever it frees
+        start, _ = cycle.earliest_start(job, pool)
+        if start == INF or start <= cycle.now:
+            continue
+        later = cycle.option(job, pool, start)
+        if (now.end_s - cycle.now) > ratio * (later.end_s - cycle.now) and (
+            best is None or later.end_s < best.end_s
+        ):
+            best = later
+    return best
+
+
+def _suanwang_choice(job: QueuedJob, options: list[Option], cost_tolerance: float = 0.0) -> Option:
+    """Cheapest placement that meets the deadline; else the earliest finish (all within max price).
+
+    Without a deadline: the earliest finish among options within `cost_tolerance` of the cheapest.
+    """
     if job.deadline_s is not None:
         meeting = [o for o in options if o.end_s <= job.deadline_s]
         if not meeting:
             return min(options, key=lambda o: (o.end_s, o.cost_fen, o.pool.id))
         options = meeting
-    return min(options, key=lambda o: (o.cost_fen, o.end_s, o.pool.id))
+    cheapest = min(options, key=lambda o: (o.cost_fen, o.end_s, o.pool.id))
+    if job.deadline_s is not None or cost_tolerance <= 0:
+        return cheapest
+    affordable = [o for o in options if o.cost_fen <= cheapest.cost_fen * (1 + cost_tolerance)]
+    return min(affordable, key=lambda o: (o.end_s, o.cost_fen, o.pool.id))
 
 
 def _blockers(cycle: _Cycle, job: QueuedJob) -> str:
@@ -508,7 +572,8 @@ def schedule(snapshot: Snapshot, policy: Policy) -> Decisions:
         rank = _pool_rank(policy)
         _backfilling(cycle, snapshot, lambda job, options: min(options, key=lambda o: rank(o.pool)))
     else:
-        _backfilling(cycle, snapshot, _suanwang_choice)
+        tolerance = policy.cost_tolerance
+        _backfilling(cycle, snapshot, lambda job, options: _suanwang_choice(job, options, tolerance))
     return cycle.decisions(started)
 
 

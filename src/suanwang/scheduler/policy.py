@@ -40,6 +40,21 @@ class Policy:
     throughput_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
     # Preempt preemptible lower-priority work for jobs of at least this priority (None: never).
     preempt_for_priority: int | None = None
+    # suanwang only. Non-preemptible work may borrow the SMEs' idle share when no local SME job waits
+    # and it is estimated to end within this many seconds (0: never; then only preemptible work borrows).
+    sme_idle_borrow_max_s: float = 0.0
+    # suanwang only. Priority added to local SMEs' jobs (the report: they "cannot get priority").
+    weight_local_sme: float = 0.0
+    # suanwang only. Priority for small work, on a log scale of estimated card-seconds (1 for the
+    # smallest, 0 for the largest in the queue): shortest-first lowers mean completion time; the age
+    # factor keeps large work from starving.
+    weight_small_work: float = 0.0
+    # suanwang only. A job without a deadline takes the earliest finish among the pools within this
+    # fraction of its cheapest estimated cost (0: the cheapest; 0.1: up to 10 % dearer if sooner).
+    cost_tolerance: float = 0.0
+    # suanwang only. Wait for a busy pool instead of starting now when starting now would finish more
+    # than this many times later, counted from now (None: always start now if some pool can).
+    wait_for_faster_ratio: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> Policy:
