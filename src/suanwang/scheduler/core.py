@@ -105,6 +105,7 @@ class _Cycle:
         # The SMEs' share is idle for others to borrow only while no local SME job waits for it.
         self.sme_waiting = share > 0 and any(self.tenant(job.tenant).local_sme for job in snapshot.queued)
         self._releases: dict[str, list[tuple[float, int]]] = {}
+        self._reasons: dict[tuple[object, ...], Reason] = {}
 
     # --- facts about jobs and pools --------------------------------------------------------------
 
@@ -228,7 +229,11 @@ class _Cycle:
         )
 
     def wait(self, job: QueuedJob, code: str, **params: object) -> None:
-        self.waits.append(Wait(job.id, Reason(code, tuple(params.items()))))
+        key = (code, *params.items())
+        reason = self._reasons.get(key)
+        if reason is None:  # a long queue waits for a handful of reasons: share them (frozen)
+            reason = self._reasons[key] = Reason(code, tuple(params.items()))
+        self.waits.append(Wait(job.id, reason))
 
     def preempt_for(
         self, job: QueuedJob, pools: Sequence[PoolState], victim: Callable[[RunningJob], bool], code: str
@@ -329,10 +334,10 @@ def _smallness(job: QueuedJob, log_work_max: float) -> float:
 
 
 def _fifo(cycle: _Cycle, snapshot: Snapshot) -> None:
-    head: QueuedJob | None = None
+    blocked: Reason | None = None  # once the head cannot start, everything behind it waits for it
     for job in _submit_order(snapshot.queued):
-        if head is not None:
-            cycle.wait(job, "fifo-blocked", head=head.id)
+        if blocked is not None:
+            cycle.waits.append(Wait(job.id, blocked))
             continue
         pools = cycle.feasible(job)
         if not pools:
@@ -340,7 +345,7 @@ def _fifo(cycle: _Cycle, snapshot: Snapshot) -> None:
             continue
         option = next((o for p in pools if (o := cycle.start_now(job, p)) is not None), None)
         if option is None:
-            head = job
+            blocked = Reason("fifo-blocked", (("head", job.id),))
             cycle.wait(job, "capacity", cards=job.cards, pools=len(pools))
             continue
         cycle.commit(job, option)
