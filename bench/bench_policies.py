@@ -26,20 +26,6 @@ from suanwang.scheduler.simulate.trace import load_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT.parent / "shared" / "data" / "traces" / "gavel_philly_msr" / "gavel_msr_seed0.csv"
-KEYS = (
-    "jct_mean_s",
-    "jct_p95_s",
-    "queue_delay_p95_s",
-    "queue_delay_p95_s_local_sme",
-    "slowdown_mean",
-    "utilization",
-    "cost_total_fen",
-    "deadline_misses",
-    "jain_fairness",
-    "constraint_violations",
-    "cycle_ms_median",
-    "jobs_finished",
-)
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -65,7 +51,7 @@ def main() -> None:
     table.add_column("metric")
     for name in results:
         table.add_column(name, justify="right")
-    for key in (*KEYS, "wall_s"):
+    for key in (*metrics.KEYS, "wall_s"):
         table.add_row(key, *(_fmt(results[name].get(key)) for name in results))
     console.print(table)
     targets = {}
