@@ -36,3 +36,36 @@ def violation(job: QueuedJob, pool: PoolState, *, check_size: bool = True) -> st
     if job.cards_per_node is not None and job.cards_per_node > pool.cards_per_node:
         return "node-size"
     return None
+
+
+class PoolIndex:
+    """The pools that pass every hard constraint but size for a job shape, by set operations on
+    per-attribute indexes instead of testing every pool (what `violation(check_size=False)` says, fast:
+    a long queue has hundreds of shapes and a region hundreds of pools)."""
+
+    def __init__(self, pools: list[PoolState]) -> None:
+        self.pools = pools  # in the order results are returned
+        healthy = [i for i, p in enumerate(pools) if p.healthy]
+        self.healthy = frozenset(healthy)
+        self.government = frozenset(i for i in healthy if pools[i].zone is Zone.GOVERNMENT)
+        self.by_accelerator: dict[str, set[int]] = {}
+        self.by_region: dict[str, set[int]] = {}
+        for i in healthy:
+            self.by_accelerator.setdefault(pools[i].accelerator, set()).add(i)
+            self.by_region.setdefault(pools[i].region, set()).add(i)
+
+    def shaped(self, job: QueuedJob) -> list[PoolState]:
+        keep = set(self.government if job.classification is Classification.GOVERNMENT else self.healthy)
+        if job.accelerators:
+            keep &= set().union(*(self.by_accelerator.get(a, set()) for a in job.accelerators))
+        if job.regions:
+            keep &= set().union(*(self.by_region.get(r, set()) for r in job.regions))
+        pools = self.pools
+        max_price, per_node, memory = job.max_price_fen_per_card_hour, job.cards_per_node, job.min_memory_gib
+        return [
+            pools[i]
+            for i in sorted(keep)
+            if (max_price is None or pools[i].price_fen_per_card_hour <= max_price)
+            and (per_node is None or per_node <= pools[i].cards_per_node)
+            and (not memory or (pools[i].memory_gib or memory_gib(pools[i].accelerator)) >= memory)
+        ]

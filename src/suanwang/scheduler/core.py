@@ -106,6 +106,7 @@ class _Cycle:
         self.sme_waiting = share > 0 and any(self.tenant(job.tenant).local_sme for job in snapshot.queued)
         self._releases: dict[str, list[tuple[float, int]]] = {}
         self._reasons: dict[tuple[object, ...], Reason] = {}
+        self._index: constraints.PoolIndex | None = None
 
     # --- facts about jobs and pools --------------------------------------------------------------
 
@@ -124,7 +125,9 @@ class _Cycle:
         if pools is None:
             shaped = self._shaped.get(shape)
             if shaped is None:
-                shaped = [p for p in self.pools if constraints.violation(job, p, check_size=False) is None]
+                if self._index is None:
+                    self._index = constraints.PoolIndex(self.pools)
+                shaped = self._index.shaped(job)
                 self._shaped[shape] = shaped
             pools = [p for p in shaped if job.cards <= p.cards_total]  # the size check left out above
             self._feasible[key] = pools
