@@ -86,3 +86,14 @@ def test_cost_tolerance_buys_an_earlier_finish_for_jobs_without_a_deadline():
     assert placed(Snapshot(0, pools, (with_deadline,), (), (OTHER,)), Policy(cost_tolerance=0.3)) == {
         "d": "a800"
     }
+
+
+def test_policy_given_an_algorithm_name_runs_that_algorithm():
+    pools = (pool("a", "A800", 8, 0),)
+    busy = (RunningJob("r", "x", "a", 8, start_s=0, expected_end_s=100),)
+    queued = (
+        QueuedJob("head", "other", 8, 1000, submit_s=0),
+        QueuedJob("next", "other", 8, 1000, submit_s=1),
+    )
+    decisions = schedule(Snapshot(5, pools, queued, busy, (OTHER,)), Policy(algorithm="fifo"))  # type: ignore[arg-type]
+    assert [w.reason.code for w in decisions.waits] == ["capacity", "fifo-blocked"]

@@ -56,6 +56,11 @@ class Policy:
     # than this many times later, counted from now (None: always start now if some pool can).
     wait_for_faster_ratio: float | None = None
 
+    def __post_init__(self) -> None:
+        # The core compares algorithms by identity: Policy(algorithm="fifo") must mean FIFO, not suanwang.
+        object.__setattr__(self, "algorithm", Algorithm(self.algorithm))
+        object.__setattr__(self, "pool_order", tuple(self.pool_order))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> Policy:
         """Build from a TOML table; unknown keys are an error naming them."""
