@@ -160,3 +160,25 @@ def world(regulator: Api) -> Any:
     from tests.helpers import build_world
 
     return build_world(regulator)
+
+
+@pytest.fixture
+def cli_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Any]:
+    """Run the `suanwang` CLI in-process with a fresh data dir; returns (exit code, stdout, stderr)."""
+    from suanwang.cli import main as cli
+    from suanwang.config import get_settings
+
+    monkeypatch.setenv("SUANWANG_DATA_DIR", str(tmp_path))
+    for name in ("SUANWANG_URL", "SUANWANG_TOKEN", "SUANWANG_LANG", "SUANWANG_ADMIN_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield _run
+    get_settings.cache_clear()

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from suanwang.scheduler.simulate import Scenario
 from suanwang.scheduler.types import PoolState, QueuedJob, Zone
+
+# The development trace lies in shared/ beside the checkout (as in CI); tests fail, not skip, without it.
+GAVEL_DIR = Path(__file__).resolve().parents[2] / "shared/data/traces/gavel_philly_msr"
+GAVEL_CSV = GAVEL_DIR / "gavel_msr_seed0.csv"
 
 
 def pool(

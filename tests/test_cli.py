@@ -10,26 +10,14 @@ import typer
 
 from suanwang.cli import main as cli
 from suanwang.cli.help import help_texts, translations
-from suanwang.config import get_settings
 from tests import factories
 
 
 @pytest.fixture
-def run(db_url: str, clean_engine, tmp_path, monkeypatch, capsys):
+def run(db_url: str, clean_engine, monkeypatch, cli_run):
     """Run the CLI in local mode on the test database; returns (exit code, stdout, stderr)."""
     monkeypatch.setenv("SUANWANG_DATABASE_URL", db_url)
-    monkeypatch.setenv("SUANWANG_DATA_DIR", str(tmp_path))
-    for name in ("SUANWANG_URL", "SUANWANG_TOKEN", "SUANWANG_LANG", "SUANWANG_ADMIN_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        code = cli.main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield _run
-    get_settings.cache_clear()
+    return cli_run
 
 
 def run_json(run, *args: str) -> Any:

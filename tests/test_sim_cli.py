@@ -9,29 +9,17 @@ from pathlib import Path
 import pytest
 
 from suanwang.cli import main as cli
-from suanwang.config import get_settings
 from suanwang.scheduler.simulate import METRIC_KEYS
+from tests.sim_world import GAVEL_CSV
 from tests.test_sim_scenario import MINIMAL
 
-GAVEL = Path(__file__).resolve().parents[2] / "shared/data/traces/gavel_philly_msr" / "gavel_msr_seed0.csv"
 ALL = ["fifo", "backfill", "cheapest", "suanwang"]
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch, capsys):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("SUANWANG_DATA_DIR", str(tmp_path))
-    for name in ("SUANWANG_URL", "SUANWANG_TOKEN", "SUANWANG_LANG"):
-        monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        code = cli.main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield _run
-    get_settings.cache_clear()
+def run(cli_run):
+    """Run the CLI in-process (no database needed); returns (exit code, stdout, stderr)."""
+    return cli_run
 
 
 @pytest.fixture
@@ -101,12 +89,12 @@ def test_mapping_policies_and_json_output(run, world, tmp_path: Path) -> None:
 
 
 def test_shipped_scenario_on_the_real_gavel_trace(run, tmp_path: Path) -> None:
-    assert GAVEL.is_file(), f"the development trace is missing: {GAVEL}"
+    assert GAVEL_CSV.is_file(), f"the development trace is missing: {GAVEL_CSV}"
     out = tmp_path / "gavel.json"
     code, _, err = run(
         "sim",
         "compare",
-        *("--scenario", "pinghu-dev", "--trace", str(GAVEL), "--trace-format", "gavel"),
+        *("--scenario", "pinghu-dev", "--trace", str(GAVEL_CSV), "--trace-format", "gavel"),
         *("--limit", "300", "--out", str(out)),
     )
     assert code == 0, err

@@ -8,8 +8,7 @@ import pytest
 
 from suanwang.scheduler.simulate import TraceError, load_scenario, load_trace, parse_mapping, parse_scenario
 from suanwang.scheduler.types import Classification, QueuedJob
-
-GAVEL_DIR = Path(__file__).resolve().parents[2] / "shared/data/traces/gavel_philly_msr"
+from tests.sim_world import GAVEL_CSV
 
 SCENARIO = """
 reference_accelerator = "V100"
@@ -204,7 +203,7 @@ def test_gavel_preset_on_a_small_file(tmp_path: Path) -> None:
 
 
 def test_gavel_preset_on_the_development_trace() -> None:
-    path = GAVEL_DIR / "gavel_msr_seed0.csv"
+    path = GAVEL_CSV
     assert path.is_file(), f"the development trace is missing: {path}"
     jobs = load_trace(path, fmt="gavel", scenario=load_scenario("pinghu-dev"))
     assert len(jobs) == 15_264
