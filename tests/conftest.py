@@ -76,7 +76,13 @@ def clean_engine(engine: Engine) -> Engine:
 
 @pytest.fixture(scope="session")
 def settings(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(database_url=db_url, data_dir=tmp_path_factory.mktemp("data"), admin_token=None)
+    # The tests drive the controller themselves (one cycle at a time), so the app does not run one.
+    return Settings(
+        database_url=db_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        admin_token=None,
+        serve_controller=False,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,12 @@ from suanwang.db.session import current_revision
 
 
 def test_admin_token_from_settings_is_a_regulator_token(db_url, clean_engine, tmp_path):
-    settings = Settings(database_url=db_url, data_dir=tmp_path, admin_token="sw_bootstrap_secret_value_123")
+    settings = Settings(
+        database_url=db_url,
+        data_dir=tmp_path,
+        admin_token="sw_bootstrap_secret_value_123",
+        serve_controller=False,
+    )
     for _ in range(2):  # idempotent across restarts
         with TestClient(create_app(settings, clean_engine)) as client:
             me = client.get("/api/v1/me", headers={"Authorization": "Bearer sw_bootstrap_secret_value_123"})
@@ -22,7 +27,7 @@ def test_admin_token_from_settings_is_a_regulator_token(db_url, clean_engine, tm
 
 
 def test_server_migrates_the_embedded_database_on_start(tmp_path):
-    settings = Settings(data_dir=tmp_path / "fresh")
+    settings = Settings(data_dir=tmp_path / "fresh", serve_controller=False)
     assert settings.is_embedded
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").status_code == 200

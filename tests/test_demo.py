@@ -27,12 +27,13 @@ EXPECTED_NODES = {
     "gov-a800": 4,  # 10,000 / 312 / 8 = 4.01
     "qingyang-a800": 200,  # 500,000 / 312 / 8 = 200.32
     "qingyang-h20": 100,  # 118,400 / 148 / 8 = 100.0
+    "sandbox-local": 1,  # this machine: one node given, not derived
 }
 # cards × TFLOPS / 1000, summed by phase by hand.
 EXPECTED_BY_PHASE = {
     # Runze P1 14,552×989.4 + 6,064×989.4 + 11,536×312; Geely 3,960×312; gov 64×320 + 32×312;
-    # Qingyang 1,600×312 + 800×148
-    "operational": (38608, Decimal("25880.286")),
+    # Qingyang 1,600×312 + 800×148; the sandbox's one L40S card (362.05 TFLOPS)
+    "operational": (38609, Decimal("25880.648")),
     "built": (25264, Decimal("24996.202")),  # 25,264 × 989.4
     # Runze P2 66,704×989.4 + P3 264,808×989.4; Pingshu 128×362.05 + 64×320
     "planned": (331704, Decimal("328064.795")),
@@ -41,7 +42,7 @@ EXPECTED_BY_PHASE = {
 
 @pytest.fixture
 def demo_settings(db_url: str, clean_engine, tmp_path) -> Settings:
-    return Settings(database_url=db_url, data_dir=tmp_path)
+    return Settings(database_url=db_url, data_dir=tmp_path, serve_controller=False)
 
 
 def _counts(engine) -> dict[str, int]:
@@ -60,14 +61,14 @@ def test_demo_loads_once_and_a_second_run_changes_nothing(demo_settings, clean_e
     assert sum(second.created.values()) == 0
     assert _counts(clean_engine) == counts
     assert second.regulator_token == first.regulator_token
-    assert counts["providers"] == 5 and counts["pools"] == 13 and counts["organisations"] == 6
+    assert counts["providers"] == 6 and counts["pools"] == 14 and counts["organisations"] == 6
 
 
 def test_demo_pool_sizes_follow_the_derivation(demo_settings, regulator):
     load_demo(demo_settings)
     pools = {p["code"]: p for p in regulator.get("/pools", params={"limit": 100})["items"]}
     assert {code: p["nodes"] for code, p in pools.items()} == EXPECTED_NODES
-    assert all(p["cards_per_node"] == 8 for p in pools.values())
+    assert all(p["cards_per_node"] == 8 for code, p in pools.items() if code != "sandbox-local")
 
 
 def test_demo_capacity_by_phase_matches_hand_computed_totals(demo_settings, regulator):
@@ -103,3 +104,12 @@ def test_nodes_for_rounds_half_up_and_never_below_one():
     assert nodes_for(Decimal("989.4") * 8 * Decimal("1.5") / 1000, "H800", 8) == 2  # exactly 1.5 nodes
     with pytest.raises(ValueError):
         nodes_for(Decimal(1), "NOPE", 8)
+
+
+def test_demo_sites_run_on_simulated_backends_and_the_sandbox_on_this_machine(demo_settings, regulator):
+    load_demo(demo_settings)
+    sites = {s["code"]: s for s in regulator.get("/sites", params={"limit": 100})["items"]}
+    assert sites["sandbox-this-machine"]["backend_kind"] == "local"
+    assert all(
+        s["backend_kind"] == "simulated" for code, s in sites.items() if code != "sandbox-this-machine"
+    )

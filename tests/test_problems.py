@@ -244,7 +244,7 @@ def test_openapi_documents_problems(client):
 
 def test_admin_token_from_settings_exists_from_start_up(db_url, clean_engine, tmp_path):
     secret = "sw_bootstrap_token_for_automation_0001"
-    settings = Settings(database_url=db_url, data_dir=tmp_path, admin_token=secret)
+    settings = Settings(database_url=db_url, data_dir=tmp_path, admin_token=secret, serve_controller=False)
     for _ in range(2):  # starting twice is harmless
         with TestClient(create_app(settings, clean_engine)) as client:
             me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})

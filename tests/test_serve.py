@@ -78,6 +78,32 @@ def test_demo_serves_the_region_and_its_token_works(demo_server):
     result = cli("--url", base, "--token", token, "--json", "capacity", "--by", "phase", env=env)
     assert result.returncode == 0, result.stderr
     phases = {row["key"]["phase"]: row["cards"] for row in json.loads(result.stdout)["rows"]}
-    assert phases == {"built": 25264, "operational": 38608, "planned": 331704}
+    assert phases == {"built": 25264, "operational": 38609, "planned": 331704}
     wrong = cli("--url", base, "--token", "sw_not_a_token", "whoami", env=env)
     assert wrong.returncode == 2 and wrong.stderr.startswith("error: ") and wrong.stderr.count("\n") == 1
+
+
+def test_the_demo_runs_jobs_sandbox_commands_really_and_tenants_keep_submitting(demo_server):
+    base, token, _ = demo_server
+    auth = {"Authorization": f"Bearer {token}"}
+    orgs = httpx.get(base + "/api/v1/orgs", headers=auth).json()["items"]
+    body = {
+        "command": ["python3", "-c", "print('sandbox says', 6 * 7)"],
+        "cards": 0,
+        "duration_estimate_s": 5,
+        "regions": ["pinghu-sandbox"],
+        "org_id": orgs[0]["id"],
+    }
+    job = httpx.post(base + "/api/v1/jobs", json=body, headers=auth).json()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = httpx.get(base + f"/api/v1/jobs/{job['id']}", headers=auth).json()
+        if job["state"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.5)
+    assert job["state"] == "succeeded", job
+    logs = httpx.get(base + f"/api/v1/jobs/{job['id']}/logs", headers=auth).text
+    assert "sandbox says 42" in logs
+    # The demo workload submits work of its own as the demo tenants.
+    others = httpx.get(base + "/api/v1/jobs", headers=auth, params={"limit": 100}).json()
+    assert any(j["id"] != job["id"] for j in others["items"])

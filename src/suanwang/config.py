@@ -26,6 +26,16 @@ class Settings(BaseSettings):
     region_division_code: str = "330482"
     # Path prefix when served behind a reverse proxy (e.g. "/suanwang").
     root_path: str = ""
+    # Site regions whose capacity is local (the SMEs' guaranteed share applies to it), comma-separated.
+    local_regions: str = "zj-jiaxing-pinghu"
+    # The controller: seconds between cycles, most jobs it places per cycle, how long a pool's backend
+    # may stay silent before its running work is declared lost, and launches before lost work fails.
+    controller_interval_s: float = 2.0
+    controller_batch: int = 500
+    lost_after_s: float = 120.0
+    max_attempts: int = 5
+    # Run the controller inside `suanwang serve` (off for API-only workers beside a separate controller).
+    serve_controller: bool = True
 
     @field_validator("lang")
     @classmethod
@@ -37,6 +47,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'suanwang.db').resolve()}"
+
+    @property
+    def local_region_set(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.local_regions.split(",") if r.strip())
 
     @property
     def is_embedded(self) -> bool:

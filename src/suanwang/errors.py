@@ -57,3 +57,8 @@ class Conflict(DomainError):
 class PayloadTooLarge(DomainError):
     status = 413
     title_key = "problem.too-large"
+
+
+class Unavailable(DomainError):
+    status = 503
+    title_key = "problem.unavailable"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -32,6 +32,25 @@ def bootstrap(settings: Settings, engine: Engine) -> None:
             )
 
 
+def start_controller(settings: Settings, engine: Engine) -> Callable[[], None]:
+    """Run the controller loop in a thread of this server; returns what stops it."""
+    import threading
+
+    from suanwang.controller import Controller
+
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=Controller(settings, engine).run, args=(stop,), name="suanwang-controller", daemon=True
+    )
+    thread.start()
+
+    def shutdown() -> None:
+        stop.set()
+        thread.join(timeout=30)
+
+    return shutdown
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or engine_for(settings.effective_database_url)
@@ -39,7 +58,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bootstrap(settings, engine)
-        yield
+        stop = start_controller(settings, engine) if settings.serve_controller else None
+        try:
+            yield
+        finally:
+            if stop is not None:
+                stop()
 
     app = FastAPI(
         title="suanwang 算网",
@@ -54,6 +78,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     problems.install(app)
 
     from suanwang.catalog.api import router as catalog_router
+    from suanwang.jobs.api import router as jobs_router
     from suanwang.supply.api import router as supply_router
     from suanwang.tenants.api import router as tenants_router
     from suanwang.web.pages import router as web_router
@@ -62,7 +87,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for router in (catalog_router, supply_router, tenants_router):
+    for router in (catalog_router, supply_router, tenants_router, jobs_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(web_router)
     return app

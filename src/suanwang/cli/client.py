@@ -80,7 +80,9 @@ class Client(AbstractContextManager["Client"]):
 
             if not self.token:
                 self.token = self.settings.admin_token or local_admin_token(self.settings)
-            self._http = TestClient(create_app(self.settings), base_url="http://local")
+            # One command, in-process: no controller loop (`suanwang controller` or `serve` runs that).
+            in_process = self.settings.model_copy(update={"serve_controller": False})
+            self._http = TestClient(create_app(in_process), base_url="http://local")
             self._http.__enter__()
         return self
 
@@ -94,19 +96,28 @@ class Client(AbstractContextManager["Client"]):
                 self._http.__exit__(exc_type, exc, tb)
 
     def request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bool = False,
     ) -> Any:
-        headers = {"Accept-Language": "zh-CN" if self.lang == "zh" else "en"}
+        """The parsed JSON answer (`raw`: the body's bytes); `headers` add to or replace the defaults."""
+        sent = {"Accept-Language": "zh-CN" if self.lang == "zh" else "en"}
         if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+            sent["Authorization"] = f"Bearer {self.token}"
         if method == "POST":
             # One key per command: a retry after a lost connection can never create twice.
-            headers["Idempotency-Key"] = str(uuid.uuid4())
+            sent["Idempotency-Key"] = str(uuid.uuid4())
+        sent.update(headers or {})
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         last_error: Exception | None = None
         for _ in range(RETRIES):
             try:
-                response = self._http.request(method, API + path, json=json, params=clean, headers=headers)
+                response = self._http.request(method, API + path, json=json, params=clean, headers=sent)
                 break
             except httpx.TransportError as exc:
                 last_error = exc
@@ -122,7 +133,7 @@ class Client(AbstractContextManager["Client"]):
                 str(problem.get("code", "http-error")),
                 str(problem.get("detail") or response.text or response.reason_phrase),
             )
-        return response.json()
+        return response.content if raw else response.json()
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)

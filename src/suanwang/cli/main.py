@@ -12,6 +12,7 @@ import typer
 
 from suanwang.cli import output
 from suanwang.cli.client import ApiError, Client, ConnectionFailed
+from suanwang.cli.jobs import jobs_app, reservations_app
 from suanwang.cli.output import Column, fen, joined, number, shanghai_time, show, yes_no
 from suanwang.cli.sim import sim_app
 from suanwang.config import Settings, get_settings
@@ -107,6 +108,8 @@ def paging(limit: int, offset: int, sort: str | None, include_retired: bool | No
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(reservations_app, name="reservations")
 
 
 @db_app.command("upgrade")
@@ -145,11 +148,41 @@ def serve(
 
 
 @app.command()
+def controller(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Run one cycle and print what it did.")] = False,
+) -> None:
+    """Run the controller loop alone (schedule, dispatch, observe); one leader at a time."""
+    import signal
+    import threading
+
+    from suanwang.controller import Controller, run_once
+    from suanwang.db.session import engine_for
+
+    settings = state(ctx).settings
+    engine = engine_for(settings.effective_database_url)
+    if once:
+        report = run_once(settings, engine)
+        output.console.print_json(data=report.__dict__)
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    output.console.print(f"controller: every {settings.controller_interval_s} s; Ctrl-C stops it")
+    try:
+        Controller(settings, engine).run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@app.command()
 def demo(
     ctx: typer.Context,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve after loading.")] = True,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workload: Annotated[
+        bool, typer.Option("--workload/--no-workload", help="Demo tenants submit jobs while it serves.")
+    ] = True,
 ) -> None:
     """Load the Pinghu demo region (idempotent), print a regulator token, and serve."""
     from suanwang.demo.loader import load_demo
@@ -165,7 +198,22 @@ def demo(
         "suanwang capacity --by provider,phase"
     )
     if serve_after:
+        if workload:
+            _start_demo_workload(settings)
+            output.console.print("Demo tenants submit a job every few seconds (--no-workload turns it off).")
         ctx.invoke(serve, ctx=ctx, host=host, port=port)
+
+
+def _start_demo_workload(settings: Settings) -> None:
+    import threading
+
+    from suanwang.db.session import engine_for
+    from suanwang.demo.workload import DemoWorkload
+
+    workload = DemoWorkload(settings, engine_for(settings.effective_database_url))
+    threading.Thread(
+        target=workload.run, args=(threading.Event(),), name="demo-workload", daemon=True
+    ).start()
 
 
 # --- catalogue and capacity ----------------------------------------------------------------------

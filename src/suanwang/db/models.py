@@ -1,7 +1,25 @@
 """Every table, imported in one place so Alembic and create_all see the whole schema."""
 
 from suanwang.api.idempotency import IdempotencyRecord
+from suanwang.db.meta import PlatformMeta
+from suanwang.jobs.models import Job, JobEvent, Launch, Reservation
+from suanwang.metering.models import UsageRecord
 from suanwang.supply.models import Pool, Provider, RateCard, Site
 from suanwang.tenants.models import ApiToken, Organisation, User
 
-__all__ = ["ApiToken", "IdempotencyRecord", "Organisation", "Pool", "Provider", "RateCard", "Site", "User"]
+__all__ = [
+    "ApiToken",
+    "IdempotencyRecord",
+    "Job",
+    "JobEvent",
+    "Launch",
+    "Organisation",
+    "PlatformMeta",
+    "Pool",
+    "Provider",
+    "RateCard",
+    "Reservation",
+    "Site",
+    "UsageRecord",
+    "User",
+]

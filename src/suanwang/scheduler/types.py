@@ -38,6 +38,8 @@ class PoolState:
     # Local capacity: part of it is guaranteed to local SMEs (policy.sme_guaranteed_share).
     local: bool = False
     memory_gib: int = 0
+    # Reserved capacity: only these tenants' jobs may use the pool (empty: everyone).
+    tenants: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import enum
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, String, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from suanwang.db.base import Base, IdMixin, RetiredMixin, TimestampsMixin, enum_column
@@ -89,6 +89,10 @@ class Pool(IdMixin, TimestampsMixin, RetiredMixin, Base):
     nodes: Mapped[int] = mapped_column()
     cards_per_node: Mapped[int] = mapped_column()
     security_zone: Mapped[SecurityZone] = mapped_column(enum_column(SecurityZone, "security_zone"))
+    # Set by the controller from what the pool's backend answers: an unhealthy pool gets no new work.
+    healthy: Mapped[bool] = mapped_column(default=True, server_default=true())
+    unhealthy_since: Mapped[datetime | None] = mapped_column()
+    health_message: Mapped[str | None] = mapped_column(String(500))
 
     site: Mapped[Site] = relationship(back_populates="pools")
     rate_cards: Mapped[list[RateCard]] = relationship(

@@ -131,6 +131,10 @@ class PoolRead(BaseModel):
     security_zone: SecurityZone
     region: str
     phase: Phase
+    # What the controller last heard from the pool's backend: unhealthy pools get no new work.
+    healthy: bool = True
+    unhealthy_since: datetime | None = None
+    health_message: str | None = None
     created_at: datetime
     updated_at: datetime
     retired_at: datetime | None

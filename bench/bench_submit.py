@@ -1,0 +1,212 @@
+"""API submissions per second: N concurrent clients POST /api/v1/jobs against a real server on PostgreSQL.
+
+    python bench/bench_submit.py [--clients 16] [--seconds 10] [--workers 1,2,4] [--database URL]
+
+Starts `suanwang serve` (uvicorn, W worker processes, no controller) on a fresh PostgreSQL database
+(default: database `suanwang_bench` on the local server, dropped and re-created), loads the Pinghu
+demo region, and drives it from one asyncio process with `--clients` concurrent connections, each
+submit carrying its own Idempotency-Key. The baseline in the same run is GET /healthz (no database) at
+the same concurrency: the framework's ceiling on this machine. The client shares the machine's cores
+with the server, so read the ratio to the baseline as well as the absolute rate.
+
+Prints a table and writes bench/results/submit.json. The issue's target: ≥ 1,000 submissions/s with
+16 concurrent clients on PostgreSQL (Slurm's published sustained rate is 500 jobs/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, text
+
+RESULTS = Path(__file__).resolve().parent / "results" / "submit.json"
+DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/suanwang_bench"
+TARGET_PER_S = 1000.0
+
+
+def fresh_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "suanwang.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout
+
+
+def setup(url: str, data_dir: Path) -> tuple[dict[str, str], str, int]:
+    """A demo region in a fresh database; returns the env, a tenant admin's token and its org id."""
+    fresh_database(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANWANG_")}
+    env |= {
+        "SUANWANG_DATABASE_URL": url,
+        "SUANWANG_DATA_DIR": str(data_dir),
+        "SUANWANG_SERVE_CONTROLLER": "false",
+    }
+    cli(env, "db", "upgrade")
+    cli(env, "demo", "--no-serve")
+    # In-process CLI calls act as the local regulator (its token lives in the data dir).
+    users = json.loads(cli(env, "--json", "users", "list", "--limit", "100"))["items"]
+    admin = next(u for u in users if u["name"] == "hezhi-admin")
+    created = json.loads(
+        cli(env, "--json", "tokens", "create", "--user-id", str(admin["id"]), "--name", "bench")
+    )
+    return env, created["token"], admin["org_id"]
+
+
+def serve(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "suanwang.api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("server did not start")
+
+
+async def drive(base: str, clients: int, seconds: float, make: Any) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def one_client() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop_at:
+                method, path, kwargs, ok = make()
+                started = time.perf_counter()
+                response = await client.request(method, path, **kwargs)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != ok:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "per_s": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--database", default=DEFAULT_DB)
+    args = parser.parse_args()
+    data_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"suanwang-bench-{os.getpid()}"
+    env, token, org_id = setup(args.database, data_dir)
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {
+        "command": ["python3", "train.py"],
+        "cards": 8,
+        "cards_per_node": 8,
+        "duration_estimate_s": 3600,
+        "accelerators": ["H800", "A800"],
+    }
+
+    def submit() -> tuple[str, str, dict[str, Any], int]:
+        return (
+            "POST",
+            "/api/v1/jobs",
+            {"json": body, "headers": auth | {"Idempotency-Key": uuid.uuid4().hex}},
+            201,
+        )
+
+    def health() -> tuple[str, str, dict[str, Any], int]:
+        return "GET", "/healthz", {}, 200
+
+    rows = []
+    for workers in [int(w) for w in args.workers.split(",")]:
+        port = free_port()
+        server = serve(env, port, workers)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            asyncio.run(drive(base, args.clients, 1.0, submit))  # warm-up: connections, caches
+            baseline = asyncio.run(drive(base, args.clients, args.seconds, health))
+            measured = asyncio.run(drive(base, args.clients, args.seconds, submit))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        rows.append({"workers": workers, "clients": args.clients, "healthz": baseline, "submit": measured})
+
+    print(
+        f"\nAPI submissions, {args.clients} concurrent clients, PostgreSQL, {platform.node()} "
+        f"({os.cpu_count()} CPUs), {args.seconds:.0f} s per measurement\n"
+    )
+    header = "| workers | submit/s | p50 ms | p99 ms | errors | healthz/s (baseline) | submit ÷ healthz |"
+    print(header)
+    print("|" + "|".join("--:" for _ in range(7)) + "|")
+    for row in rows:
+        s, h = row["submit"], row["healthz"]
+        print(
+            f"| {row['workers']} | {s['per_s']:,.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {s['errors']} | "
+            f"{h['per_s']:,.0f} | {s['per_s'] / h['per_s']:.2f} |"
+        )
+    best = max(r["submit"]["per_s"] for r in rows)
+    print(
+        f"\nbest: {best:,.0f} submissions/s; target ≥ {TARGET_PER_S:,.0f}/s: {'met' if best >= TARGET_PER_S else 'NOT met'}"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"rows": rows, "clients": args.clients, "seconds": args.seconds}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
