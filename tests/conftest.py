@@ -29,6 +29,10 @@ from suanwang.tenants import service as tenants
 hypothesis_settings.register_profile("suanwang", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 hypothesis_settings.load_profile("suanwang")
 
+# Fixtures of the real local Ray cluster (`ray_cluster`) and Slurm cluster (`slurm_cluster`), set up once
+# per session by the tests that use them.
+pytest_plugins = ["tests.ray_support", "tests.slurm_support"]
+
 PG_URL = os.environ.get("SUANWANG_TEST_DATABASE_URL", "").strip()
 BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
 ADMIN_TOKEN = "sw_test_regulator_token_0123456789abcdef"

@@ -24,7 +24,7 @@ from suanwang.backends.protocol import (
     RemoteState,
 )
 from suanwang.backends.ray import RayBackend, entrypoint
-from tests.ray_support import free_port, ray_cluster, start_ray_cluster  # noqa: F401  (a fixture)
+from tests.ray_support import free_port, start_ray_cluster
 
 WAIT_S = 60.0  # a job starts in ~1 s on an idle machine; a loaded 2-core CI machine is slower
 _job_ids = itertools.count(1)
@@ -66,7 +66,7 @@ def wait_ended(backend: RayBackend, handle: str) -> Observation:
 
 
 @pytest.fixture
-def backend(ray_cluster: str) -> Iterator[RayBackend]:  # noqa: F811  (the fixture imported above)
+def backend(ray_cluster: str) -> Iterator[RayBackend]:
     ray = RayBackend(ray_cluster, timeout_s=10.0)
     yield ray
     ray.close()
@@ -207,7 +207,7 @@ def test_cancel_of_a_pending_launch_takes_effect_when_its_cards_free(backend: Ra
     wait_ended(backend, holder)
 
 
-def test_capacity_counts_the_clusters_gpus(backend: RayBackend, ray_cluster: str) -> None:  # noqa: F811
+def test_capacity_counts_the_clusters_gpus(backend: RayBackend, ray_cluster: str) -> None:
     capacity = _eventually_free(backend, 4)
     assert (capacity.cards_total, capacity.healthy) == (4, True)
     shared = RayBackend(ray_cluster, cards_total=2)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from suanwang.config import Settings
 from tests import factories, jobs_world
 from tests.jobs_world import PRICE_FROM, ExecWorld, state_is
-from tests.ray_support import RayCluster, ray_cluster, start_ray_cluster  # noqa: F401  (a fixture)
+from tests.ray_support import RayCluster, start_ray_cluster
 
 pytestmark = pytest.mark.db
 RAY_REGION = "ray-lab"
@@ -24,7 +24,8 @@ def _ray_pool(ew: ExecWorld, address: str) -> dict[str, Any]:
     site = factories.site(ew.regulator, provider["id"], backend_kind="ray", connection={"address": address})
     pool = factories.pool(ew.regulator, site["id"], accelerator="A800", nodes=1, cards_per_node=4)
     ew.regulator.post(
-        f"/pools/{pool['id']}/prices", {"price_fen_per_card_hour": 100, "effective_from": PRICE_FROM.isoformat()}
+        f"/pools/{pool['id']}/prices",
+        {"price_fen_per_card_hour": 100, "effective_from": PRICE_FROM.isoformat()},
     )
     return pool
 

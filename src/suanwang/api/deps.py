@@ -17,8 +17,11 @@ from suanwang.tenants import service as tenants
 from suanwang.tenants.access import Principal
 from suanwang.timeutil import utcnow
 
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in a worker
+# thread, and the hops add up on every request.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -33,16 +36,21 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_now() -> datetime:
+async def get_now() -> datetime:
     """The request's clock (tests override it to pin time)."""
     return utcnow()
 
 
-def request_lang(request: Request) -> str:
+def lang_of(request: Request) -> str:
+    """The caller's language: ?lang=, the lang cookie, then Accept-Language."""
     explicit = request.query_params.get("lang") or request.cookies.get("lang")
     if explicit:
         return normalize_lang(explicit)
     return negotiate(request.headers.get("accept-language"), request.app.state.settings.lang)
+
+
+async def request_lang(request: Request) -> str:
+    return lang_of(request)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -72,7 +80,7 @@ class Ctx:
     now: datetime
 
 
-def get_ctx(
+async def get_ctx(
     session: Annotated[Session, Depends(get_session)],
     principal: Annotated[Principal, Depends(get_principal)],
     now: Annotated[datetime, Depends(get_now)],
@@ -80,7 +88,7 @@ def get_ctx(
     return Ctx(session=session, principal=principal, now=now)
 
 
-def page_request(
+async def page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     offset: Annotated[int, Query(ge=0)] = 0,
     sort: Annotated[

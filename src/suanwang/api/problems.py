@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from suanwang.api.deps import request_lang
+from suanwang.api.deps import lang_of
 from suanwang.errors import DomainError
 from suanwang.i18n import t
 
@@ -80,14 +80,14 @@ def _field_error(error: dict[str, Any], lang: str) -> dict[str, Any]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        lang = request_lang(request)
+        lang = lang_of(request)
         return problem(
             request, status=exc.status, code=exc.code, title=exc.title(lang), detail=exc.message(lang)
         )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        lang = request_lang(request)
+        lang = lang_of(request)
         errors = [_field_error(e, lang) for e in exc.errors()]
         detail = "; ".join(e["message"] for e in errors[:3])
         return problem(
@@ -101,7 +101,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        lang = request_lang(request)
+        lang = lang_of(request)
         code = {404: "route-not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         detail = t(code, lang, path=request.url.path, method=request.method, status=exc.status_code)
         return problem(
@@ -141,7 +141,7 @@ def _last_resort(status: int, code: str, title_key: str, level: int) -> Any:
             getattr(exc, "orig", exc),
             exc_info=exc if level >= logging.ERROR else None,
         )
-        lang = request_lang(request)
+        lang = lang_of(request)
         return problem(request, status=status, code=code, title=t(title_key, lang), detail=t(code, lang))
 
     return handler

@@ -13,9 +13,10 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from suanwang.backends.protocol import Capacity
@@ -103,13 +104,18 @@ ADMISSION_TTL_S = 5.0
 _admission_cache: dict[str, tuple[float, tuple[Any, ...], tuple[PoolState, ...]]] = {}
 
 
-def _supply_version(session: Session) -> tuple[Any, ...]:
+@cache
+def _supply_version_query() -> Select[Any]:
+    """Counts, highest ids and latest changes of the supply tables: any change to them changes this."""
     parts: list[Any] = []
     for model in (Pool, Site, Provider, RateCard):
         stamp = model.created_at if model is RateCard else model.updated_at
         parts += [func.count(model.id), func.max(model.id), func.max(stamp)]
-    subqueries = [select(part).scalar_subquery() for part in parts]
-    return tuple(session.execute(select(*subqueries)).one())
+    return select(*(select(part).scalar_subquery() for part in parts))
+
+
+def _supply_version(session: Session) -> tuple[Any, ...]:
+    return tuple(session.execute(_supply_version_query()).one())
 
 
 def admission_pools(

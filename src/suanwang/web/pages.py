@@ -11,7 +11,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from suanwang import __version__
-from suanwang.api.deps import get_session, request_lang
+from suanwang.api.deps import get_session, lang_of
 from suanwang.db.query import MAX_PAGE_SIZE, PageRequest
 from suanwang.i18n import t
 from suanwang.supply import service as supply
@@ -23,7 +23,7 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, session: Annotated[Session, Depends(get_session)]) -> HTMLResponse:
-    lang = request_lang(request)
+    lang = lang_of(request)
     by_phase = supply.capacity_report(session=session, group_by=["phase"])
     operational = supply.capacity_report(
         session=session, group_by=["provider", "accelerator"], phase=Phase.OPERATIONAL
