@@ -54,3 +54,14 @@ def test_index_agrees_with_the_constraints(pools, job):
     pools = sorted(pools, key=lambda p: p.id)
     expected = [p for p in pools if violation(job, p, check_size=False) is None]
     assert PoolIndex(pools).shaped(job) == expected
+
+
+@settings(max_examples=100)
+@given(pools_strategy, st.lists(jobs_strategy, max_size=20))
+def test_one_index_answers_every_shape_of_a_queue(pools, jobs):
+    """The index caches what shapes share (zone, accelerators, regions): later answers stay exact."""
+    pools = sorted(pools, key=lambda p: p.id)
+    index = PoolIndex(pools)
+    for job in jobs:
+        expected = [p for p in pools if violation(job, p, check_size=False) is None]
+        assert index.shaped(job) == expected

@@ -169,6 +169,13 @@ def snapshot_st(
     """A consistent snapshot; `local_world`: mostly local pools, local SMEs and borrowers contending."""
     tenants = draw(tenants_st(local_world))
     pools = tuple(draw(pool_st(i, busy, local_world)) for i in range(draw(st.integers(1, 8))))
+    # Some pools are reservations: only one tenant's work may use them (a hard constraint).
+    pools = tuple(
+        replace(pool, tenants=frozenset({draw(st.sampled_from(tenants)).id}))
+        if tenants and draw(st.integers(0, 4)) == 0
+        else pool
+        for pool in pools
+    )
     running = draw(running_st(pools, tenants))
     queued = tuple(draw(queued_job_st(f"q{i}", tenants)) for i in range(draw(st.integers(0, max_queued))))
     return Snapshot(now_s=float(NOW_S), pools=pools, queued=queued, running=running, tenants=tenants)
@@ -328,6 +335,9 @@ def test_a_lone_job_with_a_feasible_free_pool_is_placed(algorithm: Algorithm, da
         # The SME guarantee may keep others' non-preemptible work off a local pool: a local SME's job.
         tenants = (*tenants, TenantState(id="sme", local=True, sme=True))
         job = replace(job, tenant="sme")
+    if target.tenants:  # a reservation: the lone job is its tenant's
+        target = replace(target, tenants=frozenset({job.tenant}))
+        pools = tuple(target if p.id == target.id else p for p in pools)
     assert violation(job, target) is None
     snapshot = replace(snapshot, pools=pools, running=running, queued=(job,), tenants=tenants)
 
@@ -349,7 +359,7 @@ class HeadCase:
 def blocked_head_st(draw: st.DrawFn, local_world: bool) -> HeadCase:
     """A busy snapshot whose highest-priority job fits some pool but can start on none."""
     snapshot = draw(snapshot_st(busy=True, max_queued=14, local_world=local_world))
-    healthy = [p for p in snapshot.pools if p.healthy]
+    healthy = [p for p in snapshot.pools if p.healthy and not p.tenants]  # reservations are not its
     assume(healthy)
     cards = max(p.cards_free for p in healthy) + 1  # busy: some pool has cards_total >= this
     head = QueuedJob(

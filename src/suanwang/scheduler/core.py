@@ -23,10 +23,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from suanwang.scheduler import constraints, estimate, fairshare
 from suanwang.scheduler.policy import Algorithm, Policy
 from suanwang.scheduler.types import (
+    Classification,
     Decisions,
     Place,
     PoolState,
@@ -54,6 +56,13 @@ class Option:
     borrowing: bool = False
 
 
+# A way to start a job now, as a plain tuple: (cost in fen, end, pool id, pool, runtime, borrowing).
+# A cycle over a long queue weighs tens of thousands of these; only the chosen one becomes an Option.
+Start = tuple[int, float, str, PoolState, float, bool]
+_by_cost = itemgetter(0, 1, 2)  # the cheapest, then the earliest end, then by pool id
+_by_finish = itemgetter(1, 0, 2)  # the earliest end, then the cheapest, then by pool id
+
+
 @dataclass(slots=True)
 class _Reservation:
     """EASY backfill: the blocked head job holds `cards` of `pool_id` from `shadow_s` on."""
@@ -75,8 +84,16 @@ class _Cycle:
         self.tenants = {t.id: t for t in snapshot.tenants}
         # Per pool, most recently started first: the order preemption picks victims in (least work lost).
         self.running_by_pool: dict[str, list[RunningJob]] = defaultdict(list)
+        # The same order, only the jobs preemption may take: all preemptible ones, and the borrowers
+        # among them (what an SME reclaims), so a search walks only candidates.
+        self.preemptible_by_pool: dict[str, list[RunningJob]] = defaultdict(list)
+        self.borrowers_by_pool: dict[str, list[RunningJob]] = defaultdict(list)
         for job in sorted(snapshot.running, key=lambda r: (-r.start_s, r.id)):
             self.running_by_pool[job.pool_id].append(job)
+            if job.preemptible:
+                self.preemptible_by_pool[job.pool_id].append(job)
+                if job.borrowing:
+                    self.borrowers_by_pool[job.pool_id].append(job)
         # Upper bounds on what preemption can free per pool, so most pools are ruled out at a glance.
         self.preemptible_cards: dict[str, int] = defaultdict(int)
         self.borrowed_cards: dict[str, int] = defaultdict(int)
@@ -92,8 +109,13 @@ class _Cycle:
         self.planned: dict[str, list[tuple[float, int]]] = defaultdict(list)  # this cycle's (end, cards)
         self._feasible: dict[tuple[object, ...], list[PoolState]] = {}
         self._shaped: dict[tuple[object, ...], list[PoolState]] = {}
+        self.smallest_pool = min((p.cards_total for p in self.pools), default=0)
+        self.by_tenant = any(p.tenants for p in self.pools)  # reserved pools: feasibility per tenant
         self._blockers: dict[tuple[object, ...], str] = {}
-        self._sme_pools: dict[tuple[object, ...], list[PoolState]] = {}
+        self._violations: dict[tuple[object, ...], list[tuple[str | None, int]]] = {}
+        self._sme_pools: dict[tuple[object, ...], list[PoolState]] = {}  # per shape
+        # Per job shape, an upper bound on free + borrowed cards over its SME pools (see reclaimable()).
+        self._reclaim_bound: dict[tuple[object, ...], int] = {}
         self._speed: dict[tuple[str | None, str], float] = {}
         # Local SME guarantee: cards of each local pool held for local SMEs, and what they use now.
         share = policy.sme_guaranteed_share if policy.algorithm is Algorithm.SUANWANG else 0.0
@@ -106,6 +128,7 @@ class _Cycle:
         self.sme_waiting = share > 0 and any(self.tenant(job.tenant).local_sme for job in snapshot.queued)
         self._releases: dict[str, list[tuple[float, int]]] = {}
         self._reasons: dict[tuple[object, ...], Reason] = {}
+        self._capacity: dict[tuple[int, int], Reason] = {}
         self._index: constraints.PoolIndex | None = None
 
     # --- facts about jobs and pools --------------------------------------------------------------
@@ -117,30 +140,50 @@ class _Cycle:
             self.tenants[tenant_id] = found
         return found
 
+    def shape(self, job: QueuedJob) -> tuple[object, ...]:
+        return _shape(job, self.by_tenant)
+
     def feasible(self, job: QueuedJob) -> list[PoolState]:
         """Pools that pass every hard constraint for this job (cached per job shape, then per size)."""
-        shape = _shape(job)
+        shape = self.shape(job)
         key = (shape, job.cards)
         pools = self._feasible.get(key)
         if pools is None:
-            shaped = self._shaped.get(shape)
-            if shaped is None:
-                if self._index is None:
-                    self._index = constraints.PoolIndex(self.pools)
-                shaped = self._index.shaped(job)
-                self._shaped[shape] = shaped
-            pools = [p for p in shaped if job.cards <= p.cards_total]  # the size check left out above
+            shaped = self.shaped(job, shape)
+            # The size check left out above; most gangs fit every pool (then they share the list).
+            fits_all = job.cards <= self.smallest_pool
+            pools = shaped if fits_all else [p for p in shaped if job.cards <= p.cards_total]
             self._feasible[key] = pools
         return pools
 
-    def sme_pools(self, job: QueuedJob) -> list[PoolState]:
-        """The feasible pools with a share guaranteed to local SMEs (cached like feasible())."""
-        key = (_shape(job), job.cards)
-        pools = self._sme_pools.get(key)
-        if pools is None:
-            pools = [p for p in self.feasible(job) if self.sme_reserved[p.id]]
-            self._sme_pools[key] = pools
-        return pools
+    def shaped(self, job: QueuedJob, shape: tuple[object, ...]) -> list[PoolState]:
+        """The pools that pass every hard constraint but size for the job's shape (cached per shape)."""
+        found = self._shaped.get(shape)
+        if found is None:
+            if self._index is None:
+                self._index = constraints.PoolIndex(self.pools)
+            found = self._shaped[shape] = self._index.shaped(job)
+        return found
+
+    def reclaimable(self, job: QueuedJob) -> list[PoolState]:
+        """The feasible pools with a share guaranteed to local SMEs where the free and borrowed cards
+        could make room for the job.
+
+        Placing only takes cards and reclaiming turns borrowed cards into free ones, so free + borrowed
+        never grows on a pool (until a non-borrower is preempted, which forgets the bounds): once a
+        shape's pools cannot hold n cards, a later job of that shape needing n or more skips the search.
+        """
+        shape, cards = self.shape(job), job.cards
+        if cards > self._reclaim_bound.get(shape, cards):
+            return []
+        sme = self._sme_pools.get(shape)
+        if sme is None:
+            sme = self._sme_pools[shape] = [p for p in self.shaped(job, shape) if self.sme_reserved[p.id]]
+        free, borrowed = self.free, self.borrowed_cards
+        found = [p for p in sme if cards <= p.cards_total and free[p.id] + borrowed[p.id] >= cards]
+        if not found:  # a larger gang fits a subset of these pools
+            self._reclaim_bound[shape] = cards - 1
+        return found
 
     def runtime(self, job: QueuedJob, pool: PoolState) -> float:
         if job.cards == 0:
@@ -169,22 +212,46 @@ class _Cycle:
 
     def start_now(self, job: QueuedJob, pool: PoolState) -> Option | None:
         """An option to start on `pool` now, honouring the SME guarantee, or None."""
-        free = self.free[pool.id]
-        if job.cards > free:
-            return None
-        borrowing = (
-            self.sme_reserved[pool.id] > 0
-            and not self.tenant(job.tenant).local_sme
-            and job.cards > self.nonsme_room(pool)
-        )
-        if borrowing and not job.preemptible and not self.may_borrow_briefly(job, pool):
-            return None  # only preemptible work, or brief work while no SME waits, borrows their share
-        return self.option(job, pool, self.now, borrowing=borrowing)
+        if job.cards > self.free[pool.id]:
+            return None  # the common answer, without startable()'s set-up (FIFO asks pool by pool)
+        found = self.startable(job, [pool], None)
+        return self.option_of(found[0]) if found else None
 
-    def may_borrow_briefly(self, job: QueuedJob, pool: PoolState) -> bool:
-        """Non-preemptible work borrows the SMEs' idle share only briefly and only while none waits."""
-        bound = self.policy.sme_idle_borrow_max_s
-        return bound > 0 and not self.sme_waiting and self.runtime(job, pool) <= bound
+    def startable(
+        self, job: QueuedJob, pools: list[PoolState], reservation: _Reservation | None
+    ) -> list[Start]:
+        """Every pool of `pools` where `job` can start now, honouring the SME guarantee, without
+        taking cards the head's reservation needs at its shadow time: the hot loop of a cycle."""
+        cards, now, free, reserved = job.cards, self.now, self.free, self.sme_reserved
+        others = not self.tenant(job.tenant).local_sme  # its cards beyond the non-SME room borrow
+        # Non-preemptible work borrows the SMEs' idle share only briefly and only while none waits.
+        borrow_max = self.policy.sme_idle_borrow_max_s
+        may_borrow_briefly = borrow_max > 0 and not self.sme_waiting
+        # Only on the reserved pool, and only a gang larger than the cards spare at its shadow time, can
+        # delay the head: then it must end by the shadow time.
+        held, shadow = (None, INF)
+        if reservation is not None and cards > reservation.extra_cards:
+            held, shadow = reservation.pool_id, reservation.shadow_s
+        runtimes: dict[str, float] = {}  # per accelerator: the pools of one model share the estimate
+        found: list[Start] = []
+        for pool in [p for p in pools if free[p.id] >= cards]:  # a comprehension: most pools are full
+            pool_id = pool.id
+            runtime = runtimes.get(pool.accelerator)
+            if runtime is None:
+                runtime = runtimes[pool.accelerator] = self.runtime(job, pool)
+            borrowing = others and reserved[pool_id] > 0 and cards > self.nonsme_room(pool)
+            if borrowing and not job.preemptible and not (may_borrow_briefly and runtime <= borrow_max):
+                continue  # only preemptible work, or brief work while no SME waits, borrows their share
+            end = now + runtime
+            if pool_id == held and end > shadow:
+                continue
+            cost = estimate.cost_fen(cards, runtime, pool.price_fen_per_card_hour)
+            found.append((cost, end, pool_id, pool, runtime, borrowing))
+        return found
+
+    def option_of(self, start: Start) -> Option:
+        cost, end, _, pool, runtime, borrowing = start
+        return Option(pool, self.now, runtime, end, cost, borrowing)
 
     def earliest_start(self, job: QueuedJob, pool: PoolState) -> tuple[float, int]:
         """When `job.cards` will be free on `pool` (from running and planned ends), and cards free then."""
@@ -238,20 +305,38 @@ class _Cycle:
             reason = self._reasons[key] = Reason(code, tuple(params.items()))
         self.waits.append(Wait(job.id, reason))
 
+    def wait_for_capacity(self, job: QueuedJob, pools: int) -> None:
+        """wait(job, "capacity", cards=job.cards, pools=pools): most of a long queue, so a direct cache."""
+        reason = self._capacity.get((job.cards, pools))
+        if reason is None:
+            reason = self._capacity[(job.cards, pools)] = Reason(
+                "capacity", (("cards", job.cards), ("pools", pools))
+            )
+        self.waits.append(Wait(job.id, reason))
+
     def preempt_for(
-        self, job: QueuedJob, pools: Sequence[PoolState], victim: Callable[[RunningJob], bool], code: str
+        self,
+        job: QueuedJob,
+        pools: Sequence[PoolState],
+        candidates: dict[str, list[RunningJob]],
+        victim: Callable[[RunningJob], bool],
+        code: str,
     ) -> Option | None:
-        """Free room for `job` by preempting the fewest victim cards on one pool; None if no pool can."""
+        """Free room for `job` by preempting the fewest victim cards on one pool; None if no pool can.
+
+        `candidates`: per pool, the preemptible running jobs that may be victims, in running_by_pool's
+        order (preemptible_by_pool, or borrowers_by_pool for an SME reclaim).
+        """
         best: tuple[int, str, list[RunningJob]] | None = None
         for pool in pools:
             free = self.free[pool.id]
             nonsme_used = pool.cards_total - free - self.sme_used[pool.id]
             chosen: list[RunningJob] = []
             # Least work lost first: the most recently started victims go first (running_by_pool's order).
-            for running in self.running_by_pool[pool.id]:
+            for running in candidates[pool.id]:
                 if self._fits(job, pool, free, nonsme_used):
                     break
-                if running.id in self.preempted or not running.preemptible or not victim(running):
+                if running.id in self.preempted or not victim(running):
                     continue
                 chosen.append(running)
                 free += running.cards
@@ -271,6 +356,8 @@ class _Cycle:
             self.preemptible_cards[pool.id] -= running.cards
             if running.borrowing:
                 self.borrowed_cards[pool.id] -= running.cards
+            else:
+                self._reclaim_bound.clear()  # its cards now free: free + borrowed grew (reclaimable())
             if self.tenant(running.tenant).local_sme:
                 self.sme_used[pool.id] -= running.cards
             self.preempts.append(Preempt(running.id, Reason(code, (("for_job", job.id), ("pool", pool.id)))))
@@ -314,18 +401,25 @@ def _multifactor_order(cycle: _Cycle, jobs: Sequence[QueuedJob]) -> list[QueuedJ
     small_weight = policy.weight_small_work if suanwang else 0.0
     log_work_max = math.log1p(max((j.cards * j.duration_s for j in jobs), default=0.0)) or 1.0
 
-    def score(job: QueuedJob) -> float:
-        age = min(max(cycle.now - job.submit_s, 0.0) / policy.max_age_s, 1.0)
-        return (
-            policy.weight_priority * job.priority
-            + policy.weight_age * age
-            + policy.weight_fairshare * fair.get(job.tenant, 1.0)
-            + policy.weight_size * job.cards / largest
-            + (sme_boost if sme_boost and cycle.tenant(job.tenant).local_sme else 0.0)
+    # The terms that depend only on the tenant, once per tenant (the same values, added in the same order).
+    fair_term = {t: policy.weight_fairshare * fair.get(t, 1.0) for t in cycle.tenants}
+    boost = {t: sme_boost if sme_boost and s.local_sme else 0.0 for t, s in cycle.tenants.items()}
+    now, max_age = cycle.now, policy.max_age_s
+    w_priority, w_age, w_size = policy.weight_priority, policy.weight_age, policy.weight_size
+
+    def key(job: QueuedJob) -> tuple[float, float, str]:
+        age = min(max(now - job.submit_s, 0.0) / max_age, 1.0)
+        score = (
+            w_priority * job.priority
+            + w_age * age
+            + fair_term[job.tenant]
+            + w_size * job.cards / largest
+            + boost[job.tenant]
             + (small_weight * _smallness(job, log_work_max) if small_weight else 0.0)
         )
+        return -score, job.submit_s, job.id
 
-    return sorted(jobs, key=lambda j: (-score(j), j.submit_s, j.id))
+    return sorted(jobs, key=key)
 
 
 def _smallness(job: QueuedJob, log_work_max: float) -> float:
@@ -360,11 +454,11 @@ def _cheapest(cycle: _Cycle, snapshot: Snapshot) -> None:
         if not pools:
             cycle.wait(job, "infeasible", cards=job.cards, blockers=_blockers(cycle, job))
             continue
-        options = [o for p in pools if (o := cycle.start_now(job, p)) is not None]
-        if not options:
+        starts = cycle.startable(job, pools, None)
+        if not starts:
             cycle.wait(job, "capacity", cards=job.cards, pools=len(pools))
             continue
-        cycle.commit(job, min(options, key=lambda o: (o.cost_fen, o.end_s, o.pool.id)))
+        cycle.commit(job, cycle.option_of(min(starts, key=_by_cost)))
 
 
 def _pool_rank(policy: Policy) -> Callable[[PoolState], tuple[int, str]]:
@@ -372,11 +466,11 @@ def _pool_rank(policy: Policy) -> Callable[[PoolState], tuple[int, str]]:
     return lambda p: (order.get(p.id, len(order)), p.id)
 
 
-Chooser = Callable[[QueuedJob, list[Option]], Option]
+Chooser = Callable[[QueuedJob, list[Start]], Start]
 
 
 def _backfilling(cycle: _Cycle, snapshot: Snapshot, choose: Chooser) -> None:
-    """Walk the queue in multifactor order with EASY backfill; `choose` picks among startable options."""
+    """Walk the queue in multifactor order with EASY backfill; `choose` picks among the ways to start."""
     policy = cycle.policy
     suanwang = policy.algorithm is Algorithm.SUANWANG
     reservation: _Reservation | None = None
@@ -390,14 +484,11 @@ def _backfilling(cycle: _Cycle, snapshot: Snapshot, choose: Chooser) -> None:
         if not pools:
             cycle.wait(job, "infeasible", cards=job.cards, blockers=_blockers(cycle, job))
             continue
-        options: list[Option] = []
+        chosen: Option | None = None
         if job.cards <= max_free:  # cheap test first: most of a long queue fails it
-            free, cards = cycle.free, job.cards
-            for pool in [p for p in pools if free[p.id] >= cards]:  # a comprehension: the hot loop
-                option = cycle.start_now(job, pool)
-                if option is not None and not _delays(reservation, option, job.cards):
-                    options.append(option)
-        chosen = choose(job, options) if options else None
+            starts = cycle.startable(job, pools, reservation)
+            if starts:
+                chosen = cycle.option_of(choose(job, starts))
         if chosen is None and suanwang:
             chosen = _make_room(cycle, job, pools, reservation)
         if chosen is not None and suanwang and policy.wait_for_faster_ratio is not None:
@@ -426,24 +517,15 @@ def _backfilling(cycle: _Cycle, snapshot: Snapshot, choose: Chooser) -> None:
                     start_s=round(reservation.shadow_s),
                 )
                 continue
-        cycle.wait(job, "capacity", cards=job.cards, pools=len(pools))
-
-
-def _delays(reservation: _Reservation | None, option: Option, cards: int) -> bool:
-    """Would starting this option take cards the head job's reservation needs at its shadow time?"""
-    return (
-        reservation is not None
-        and option.pool.id == reservation.pool_id
-        and option.end_s > reservation.shadow_s
-        and cards > reservation.extra_cards
-    )
+        cycle.wait_for_capacity(job, len(pools))
 
 
 def _not_delaying(
     cycle: _Cycle, reservation: _Reservation | None, job: QueuedJob, pools: list[PoolState]
 ) -> list[PoolState]:
     """Pools where preempting to start `job` now cannot delay the head's reservation: as for a plain
-    start (_delays), on the reserved pool it must end by the shadow time or fit in the extra cards."""
+    start (_Cycle.startable), on the reserved pool it must end by the shadow time or fit in the extra
+    cards."""
     if reservation is None:
         return pools
     return [
@@ -482,23 +564,23 @@ def _make_room(
 
     Never on the head's reserved pool where it would delay the head (see _not_delaying).
     """
-    free, cards = cycle.free, job.cards
     if cycle.tenant(job.tenant).local_sme:
         # Only pools where the borrowers' cards could make room at all (most of a long queue has none).
-        borrowed = cycle.borrowed_cards
-        local = [p for p in cycle.sme_pools(job) if free[p.id] + borrowed[p.id] >= cards]
+        local = cycle.reclaimable(job)
         if local:
             local = _not_delaying(cycle, reservation, job, local)
-            option = cycle.preempt_for(job, local, lambda r: r.borrowing, "sme-reclaim")
+            borrowers = cycle.borrowers_by_pool
+            option = cycle.preempt_for(job, local, borrowers, lambda r: r.borrowing, "sme-reclaim")
             if option is not None:
                 return option
     threshold = cycle.policy.preempt_for_priority
     if threshold is not None and job.priority >= threshold:
-        preemptible = cycle.preemptible_cards
+        free, preemptible, cards = cycle.free, cycle.preemptible_cards, job.cards
         some = [p for p in pools if free[p.id] + preemptible[p.id] >= cards]
         if some:
             some = _not_delaying(cycle, reservation, job, some)
-            return cycle.preempt_for(job, some, lambda r: r.priority < job.priority, "priority")
+            lower = cycle.preemptible_by_pool
+            return cycle.preempt_for(job, some, lower, lambda r: r.priority < job.priority, "priority")
     return None
 
 
@@ -521,31 +603,39 @@ def _faster_later(
     return best
 
 
-def _suanwang_choice(job: QueuedJob, options: list[Option], cost_tolerance: float = 0.0) -> Option:
+def _suanwang_choice(job: QueuedJob, starts: list[Start], cost_tolerance: float = 0.0) -> Start:
     """Cheapest placement that meets the deadline; else the earliest finish (all within max price).
 
-    Without a deadline: the earliest finish among options within `cost_tolerance` of the cheapest.
+    Without a deadline: the earliest finish among those within `cost_tolerance` of the cheapest.
     """
     if job.deadline_s is not None:
-        meeting = [o for o in options if o.end_s <= job.deadline_s]
+        meeting = [s for s in starts if s[1] <= job.deadline_s]  # (cost, end, ...): end by the deadline
         if not meeting:
-            return min(options, key=lambda o: (o.end_s, o.cost_fen, o.pool.id))
-        options = meeting
-    cheapest = min(options, key=lambda o: (o.cost_fen, o.end_s, o.pool.id))
+            return min(starts, key=_by_finish)
+        starts = meeting
+    cheapest = min(starts, key=_by_cost)
     if job.deadline_s is not None or cost_tolerance <= 0:
         return cheapest
-    affordable = [o for o in options if o.cost_fen <= cheapest.cost_fen * (1 + cost_tolerance)]
-    return min(affordable, key=lambda o: (o.end_s, o.cost_fen, o.pool.id))
+    affordable = [s for s in starts if s[0] <= cheapest[0] * (1 + cost_tolerance)]
+    return min(affordable, key=_by_finish)
 
 
 def _blockers(cycle: _Cycle, job: QueuedJob) -> str:
     """Which hard constraints rule out which pools, e.g. 'accelerator×5, size×2' (for the reason)."""
-    key = (_shape(job), job.cards)
+    shape = cycle.shape(job)
+    key = (shape, job.cards)
     found = cycle._blockers.get(key)
     if found is None:
+        # Per shape, each pool's first violation but size, and its size: violation() checks the size
+        # after the others but before the node size.
+        sized = cycle._violations.get(shape)
+        if sized is None:
+            sized = [(constraints.violation(job, p, check_size=False), p.cards_total) for p in cycle.pools]
+            cycle._violations[shape] = sized
         counts: dict[str, int] = defaultdict(int)
-        for pool in cycle.pools:
-            why = constraints.violation(job, pool)
+        for why, total in sized:
+            if job.cards > total and why in (None, "node-size"):
+                why = "size"
             if why is not None:
                 counts[why] += 1
         found = ", ".join(f"{why}×{n}" for why, n in sorted(counts.items())) or "no pools"
@@ -553,15 +643,19 @@ def _blockers(cycle: _Cycle, job: QueuedJob) -> str:
     return found
 
 
-def _shape(job: QueuedJob) -> tuple[object, ...]:
-    """What the hard constraints look at, but the gang size: jobs of one shape share feasibility."""
+def _shape(job: QueuedJob, by_tenant: bool = False) -> tuple[object, ...]:
+    """What the hard constraints look at, but the gang size: jobs of one shape share feasibility.
+
+    With reserved pools in the snapshot the tenant matters too (`by_tenant`).
+    """
     return (
-        job.classification,
+        job.classification is Classification.GOVERNMENT,  # public and internal work run alike
         job.accelerators,
         job.min_memory_gib,
         job.regions,
         job.max_price_fen_per_card_hour,
         job.cards_per_node,
+        job.tenant if by_tenant else None,
     )
 
 
@@ -578,10 +672,10 @@ def schedule(snapshot: Snapshot, policy: Policy) -> Decisions:
         _cheapest(cycle, snapshot)
     elif policy.algorithm is Algorithm.BACKFILL:
         rank = _pool_rank(policy)
-        _backfilling(cycle, snapshot, lambda job, options: min(options, key=lambda o: rank(o.pool)))
+        _backfilling(cycle, snapshot, lambda job, starts: min(starts, key=lambda s: rank(s[3])))
     else:
         tolerance = policy.cost_tolerance
-        _backfilling(cycle, snapshot, lambda job, options: _suanwang_choice(job, options, tolerance))
+        _backfilling(cycle, snapshot, lambda job, starts: _suanwang_choice(job, starts, tolerance))
     return cycle.decisions(started)
 
 
@@ -601,6 +695,7 @@ def quote(job: QueuedJob, snapshot: Snapshot, policy: Policy) -> list[Option]:
         start, _ = cycle.earliest_start(job, pool)
         if start != INF:
             options.append(cycle.option(job, pool, start))
-    if job.deadline_s is not None:
-        return sorted(options, key=lambda o: (o.end_s > job.deadline_s, o.cost_fen, o.end_s, o.pool.id))
+    deadline = job.deadline_s
+    if deadline is not None:
+        return sorted(options, key=lambda o: (o.end_s > deadline, o.cost_fen, o.end_s, o.pool.id))
     return sorted(options, key=lambda o: (o.cost_fen, o.end_s, o.pool.id))
