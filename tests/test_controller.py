@@ -322,3 +322,20 @@ def test_one_leader_at_a_time(ew: ExecWorld) -> None:
 def test_usage_counts(ew: ExecWorld) -> None:
     with session_scope(ew.engine) as session:
         assert session.scalar(select(func.count()).select_from(UsageRecord)) == 0
+
+
+def test_dispatch_refuses_another_tenants_job_on_reserved_cards_whatever_the_scheduler_says(
+    ew: ExecWorld,
+) -> None:
+    window = {"starts_at": "2020-01-01T00:00:00Z", "ends_at": "2099-01-01T00:00:00Z"}
+    reservation = ew.tenant.post("/reservations", {"pool_id": ew.sim_pool["id"], "cards": 8} | window)
+    job = ew.submit(api=ew.other, cards=1, accelerators=["A800"])
+    reserved_pool = f"{ew.sim_pool['id']}~r{reservation['id']}"
+
+    def wrong(snapshot: Snapshot, policy: Any) -> Decisions:
+        return Decisions(places=(Place(str(job["id"]), reserved_pool, 1, 10.0, 1, snapshot.now_s + 10),))
+
+    report = ew.cycle(ew.controller(decide=wrong))
+    assert report.refused == 1 and report.placed == 0
+    after = ew.other.get(f"/jobs/{job['id']}")
+    assert after["state"] == "queued" and after["reason_code"] == "dispatch-refused"

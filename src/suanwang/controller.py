@@ -48,7 +48,7 @@ from suanwang.db.meta import instance_id
 from suanwang.db.session import session_factory
 from suanwang.jobs import lifecycle, snapshot
 from suanwang.jobs.lifecycle import JobState
-from suanwang.jobs.models import Job, Launch
+from suanwang.jobs.models import Job, Launch, Reservation
 from suanwang.jobs.service import policy_for, transition
 from suanwang.metering import service as metering
 from suanwang.scheduler import Classification, Place, Wait, schedule
@@ -254,8 +254,10 @@ class Controller:
         with self.sessions() as session:
             sites = self._sites(session)
             launches = list(session.scalars(select(Launch).where(Launch.closed.is_(False))))
-            # Load their jobs in one query: the per-launch lookups below then hit the session's map.
-            list(session.scalars(select(Job).where(Job.id.in_({launch.job_id for launch in launches}))))
+            # Load their jobs in one query: the per-launch lookups below then hit the session's identity
+            # map (which holds objects weakly: keep this list alive while observing).
+            job_ids = {launch.job_id for launch in launches}
+            jobs = list(session.scalars(select(Job).where(Job.id.in_(job_ids))))
             pools = {p.id: p for p in session.scalars(select(Pool))}
             by_site: dict[int, list[Launch]] = defaultdict(list)
             for launch in launches:
@@ -276,6 +278,7 @@ class Controller:
                 self._site_up(site_id, pools, capacity)
                 session.commit()
             session.commit()
+            del jobs
 
     def _site_up(self, site_id: int, pools: dict[int, Pool], capacity: Capacity) -> None:
         site_pools = [p for p in pools.values() if p.site_id == site_id and p.retired_at is None]
@@ -572,7 +575,11 @@ class Controller:
             if job is None or job.state is not JobState.QUEUED:
                 continue
             info = pools.get(snapshot.pool_id_of(place.pool_id))
-            if info is None or not self._allowed(job, info.pool):
+            if (
+                info is None
+                or not self._allowed(job, info.pool)
+                or not self._reservation_allows(session, job, place.pool_id, now)
+            ):
                 report.refused += 1
                 job.reason_code, job.reason_params = "dispatch-refused", {"pool": place.pool_id}
                 log.error(
@@ -606,6 +613,18 @@ class Controller:
         if job.regions and pool.site.region not in job.regions:
             return False
         return pool.retired_at is None
+
+    def _reservation_allows(self, session: Session, job: Job, scheduler_pool_id: str, now: datetime) -> bool:
+        """Reserved cards ("<pool>~r<id>") only for the reservation's own tenant, inside its window."""
+        if "~r" not in scheduler_pool_id:
+            return True
+        reservation = session.get(Reservation, int(scheduler_pool_id.split("~r", 1)[1]))
+        return (
+            reservation is not None
+            and reservation.org_id == job.org_id
+            and reservation.cancelled_at is None
+            and reservation.starts_at <= now < reservation.ends_at
+        )
 
     def _record_launch(self, session: Session, job: Job, pool: Pool, place: Place, now: datetime) -> Launch:
         job.attempt += 1
