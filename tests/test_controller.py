@@ -339,3 +339,21 @@ def test_dispatch_refuses_another_tenants_job_on_reserved_cards_whatever_the_sch
     assert report.refused == 1 and report.placed == 0
     after = ew.other.get(f"/jobs/{job['id']}")
     assert after["state"] == "queued" and after["reason_code"] == "dispatch-refused"
+
+
+def test_the_controller_runs_the_shipped_policy_and_a_policy_file_overrides_it(tmp_path: Path) -> None:
+    from suanwang.jobs.service import policy_for
+    from suanwang.scheduler import Policy
+
+    shipped = policy_for(Settings(data_dir=tmp_path))
+    assert shipped == Policy.shipped() and shipped.wait_for_faster_ratio == 3.0
+    assert shipped.sme_idle_borrow_max_s == 21_600.0
+    path = tmp_path / "policy.toml"
+    path.write_text("[policy]\nsme_guaranteed_share = 0.1\nwait_for_faster_ratio = 5\n")
+    custom = policy_for(Settings(data_dir=tmp_path, policy_file=path))
+    assert (custom.sme_guaranteed_share, custom.wait_for_faster_ratio) == (0.1, 5.0)
+    assert custom.weight_small_work == shipped.weight_small_work
+    path2 = tmp_path / "bad.toml"
+    path2.write_text("[policy]\nno_such_knob = 1\n")
+    with pytest.raises(ValueError, match="no_such_knob"):
+        policy_for(Settings(data_dir=tmp_path, policy_file=path2))

@@ -325,7 +325,8 @@ def test_a_reservation_never_holds_a_pool_for_a_job_the_guarantee_keeps_off_it()
     queued = (job("head", tenant="big", cards=8, priority=3), job("small", tenant="big", cards=2))
     decisions = run(local, queued, tenants=SME_TENANTS)
     assert placed(decisions) == {"small": "loc"}
-    assert waits(decisions)["head"][0] == "capacity"
+    # It can never start there (non-preemptible, too long to borrow): an infeasible wait that says why.
+    assert waits(decisions)["head"] == ("infeasible", {"cards": 8, "blockers": "sme-share×1"})
 
 
 def test_preempting_for_priority_keeps_the_smes_share() -> None:

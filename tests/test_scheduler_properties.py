@@ -33,6 +33,7 @@ from suanwang.scheduler import (
     schedule,
 )
 from suanwang.scheduler.constraints import violation
+from suanwang.scheduler.core import sme_reserved_cards
 
 ACCELERATORS = ("H800", "A800", "H100-SXM", "V100", "ASCEND-910B")
 REGIONS = ("pinghu", "jiaxing", "guiyang", "zhongwei")
@@ -155,6 +156,8 @@ def policy_st(draw: st.DrawFn, algorithm: Algorithm, local_world: bool = False) 
     return Policy(
         algorithm=algorithm,
         sme_guaranteed_share=draw(st.sampled_from(shares)),
+        # Sometimes the share is held on chosen pools only (and a whole pool may be the SMEs').
+        sme_share_by_pool=draw(st.sampled_from([{}, {}, {"p00": 0.0, "p01": 1.0}, {"p02": 0.75}])),
         backfill_depth=draw(st.sampled_from([100_000, 100_000, 100_000, 3])),
         pool_order=tuple(draw(st.lists(st.sampled_from([f"p{i:02d}" for i in range(8)]), unique=True))),
         throughput_overrides={"resnet50": {"A800": 0.8, "V100": 1.0}},
@@ -399,12 +402,19 @@ def assert_head_keeps_its_reservation(case: HeadCase, policy: Policy, decisions:
         assert suanwang and decisions.preempts and decisions.places[0].job_id == "head"
         return
     reason = waits["head"]
-    if reason.code == "capacity":
+    if reason.code in ("capacity", "infeasible"):
         # Only where the SME guarantee keeps it off every pool big enough: then nothing is held for it.
+        # It says so ("infeasible", sme-share) unless it could still borrow the share briefly.
         assert suanwang and not case.head.preemptible, reason
+        if reason.code == "infeasible":
+            assert "sme-share" in str(dict(reason.params)["blockers"]), reason
+        else:
+            assert policy.sme_idle_borrow_max_s > 0, reason
         for pool in case.snapshot.pools:
-            if pool.healthy and pool.cards_total >= case.head.cards:
-                reserved = int(pool.cards_total * policy.sme_guaranteed_share) if pool.local else 0
+            if (
+                pool.healthy and pool.cards_total >= case.head.cards and not pool.tenants
+            ):  # not its reservations
+                reserved = sme_reserved_cards(pool, policy)
                 assert case.head.cards > pool.cards_total - reserved, f"{pool.id} could take the head later"
         return
     assert reason.code == "reserved", reason
@@ -420,7 +430,7 @@ def assert_head_keeps_its_reservation(case: HeadCase, policy: Policy, decisions:
         # The head is not a local SME's: on a local pool it may never hold the SMEs' guaranteed share,
         # so a reservation there for more than the rest would hold the pool for a job that never starts.
         pool = next(p for p in case.snapshot.pools if p.id == pool_id)
-        reserved = int(pool.cards_total * policy.sme_guaranteed_share) if pool.local else 0
+        reserved = sme_reserved_cards(pool, policy)
         assert case.head.cards <= pool.cards_total - reserved, (
             f"{pool_id} reserved for a job it can never start"
         )
@@ -539,7 +549,7 @@ def assert_sme_share_kept(snapshot: Snapshot, policy: Policy, decisions: Decisio
     guaranteed share: others then hold (without borrowing) at most cards_total - reserved."""
     queued = {j.id: j for j in snapshot.queued}
     for pool in snapshot.pools:
-        reserved = int(pool.cards_total * policy.sme_guaranteed_share)
+        reserved = sme_reserved_cards(pool, policy)
         if not pool.local or reserved == 0:
             continue
         took = [

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     controller_batch: int = 500
     lost_after_s: float = 120.0
     max_attempts: int = 5
+    # A TOML file whose [policy] table overrides the shipped scheduling policy (docs/scheduler.md).
+    policy_file: Path | None = None
     # Run the controller inside `suanwang serve` (off for API-only workers beside a separate controller).
     serve_controller: bool = True
 

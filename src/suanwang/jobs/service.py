@@ -7,8 +7,10 @@ same transaction, so a job's history is complete by construction.
 from __future__ import annotations
 
 import difflib
+import tomllib
 from collections import Counter
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -35,9 +37,18 @@ BLOCKER_ORDER = ("government-zone", "accelerator", "region", "memory", "price", 
 
 
 def policy_for(settings: Settings) -> Policy:
-    """The scheduling policy the controller runs and quotes use (the suanwang policy, defaults)."""
-    del settings  # one policy for now; a policy file setting belongs here
-    return Policy()
+    """The scheduling policy the controller runs and quotes use: the shipped suanwang policy, with the
+    parameters of SUANWANG_POLICY_FILE's [policy] table (TOML, as in a simulator scenario) on top."""
+    if settings.policy_file is None:
+        return Policy.shipped()
+    return _policy_from_file(str(settings.policy_file))
+
+
+@lru_cache(maxsize=4)
+def _policy_from_file(path: str) -> Policy:
+    with open(path, "rb") as handle:
+        table = tomllib.load(handle).get("policy", {})
+    return Policy.shipped(**table)
 
 
 # --- lifecycle -----------------------------------------------------------------------------------

@@ -106,7 +106,8 @@ class _Cycle:
         self.preempts: list[Preempt] = []
         self.waits: list[Wait] = []
         self.preempted: set[str] = set()
-        self.planned: dict[str, list[tuple[float, int]]] = defaultdict(list)  # this cycle's (end, cards)
+        # This cycle's placements per pool: (end, cards, a local SME's?).
+        self.planned: dict[str, list[tuple[float, int, bool]]] = defaultdict(list)
         self._feasible: dict[tuple[object, ...], list[PoolState]] = {}
         self._shaped: dict[tuple[object, ...], list[PoolState]] = {}
         self.smallest_pool = min((p.cards_total for p in self.pools), default=0)
@@ -116,17 +117,24 @@ class _Cycle:
         self._sme_pools: dict[tuple[object, ...], list[PoolState]] = {}  # per shape
         # Per job shape, an upper bound on free + borrowed cards over its SME pools (see reclaimable()).
         self._reclaim_bound: dict[tuple[object, ...], int] = {}
+        self._held_off: dict[tuple[object, ...], bool] = {}  # per (shape, cards): see held_off()
+        self._by_accelerator: dict[tuple[object, ...], dict[str, PoolState]] = {}
         self._speed: dict[tuple[str | None, str], float] = {}
         # Local SME guarantee: cards of each local pool held for local SMEs, and what they use now.
-        share = policy.sme_guaranteed_share if policy.algorithm is Algorithm.SUANWANG else 0.0
-        self.sme_reserved = {p.id: int(p.cards_total * share) if p.local else 0 for p in self.pools}
+        self.sme_reserved = {p.id: sme_reserved_cards(p, policy) for p in self.pools}
+        # The fewest cards any pool keeps for others beyond the share: a gang no larger always fits one.
+        self.least_room = min((p.cards_total - self.sme_reserved[p.id] for p in self.pools), default=0)
         self.sme_used: dict[str, int] = defaultdict(int)
         for job in snapshot.running:
             if self.tenant(job.tenant).local_sme:
                 self.sme_used[job.pool_id] += job.cards
         # The SMEs' share is idle for others to borrow only while no local SME job waits for it.
-        self.sme_waiting = share > 0 and any(self.tenant(job.tenant).local_sme for job in snapshot.queued)
-        self._releases: dict[str, list[tuple[float, int]]] = {}
+        # Local SME jobs still queued in this cycle (not yet placed, not infeasible): while any is, their
+        # idle share is not lent to non-preemptible work (Kueue lends only what its queue does not need).
+        self.sme_pending = 0
+        if any(self.sme_reserved.values()):
+            self.sme_pending = sum(1 for job in snapshot.queued if self.tenant(job.tenant).local_sme)
+        self._releases: dict[str, list[tuple[float, int, bool]]] = {}
         self._reasons: dict[tuple[object, ...], Reason] = {}
         self._capacity: dict[tuple[int, int], Reason] = {}
         self._index: constraints.PoolIndex | None = None
@@ -185,6 +193,16 @@ class _Cycle:
             self._reclaim_bound[shape] = cards - 1
         return found
 
+    def by_accelerator(self, job: QueuedJob, pools: list[PoolState]) -> dict[str, PoolState]:
+        """One pool per accelerator model among `pools`, the job's feasible pools (cached per shape, size)."""
+        key = (self.shape(job), job.cards)
+        found = self._by_accelerator.get(key)
+        if found is None:
+            found = self._by_accelerator[key] = {}
+            for pool in pools:
+                found.setdefault(pool.accelerator, pool)
+        return found
+
     def runtime(self, job: QueuedJob, pool: PoolState) -> float:
         if job.cards == 0:
             return job.duration_s
@@ -226,7 +244,7 @@ class _Cycle:
         others = not self.tenant(job.tenant).local_sme  # its cards beyond the non-SME room borrow
         # Non-preemptible work borrows the SMEs' idle share only briefly and only while none waits.
         borrow_max = self.policy.sme_idle_borrow_max_s
-        may_borrow_briefly = borrow_max > 0 and not self.sme_waiting
+        may_borrow_briefly = borrow_max > 0 and not self.sme_pending
         # Only on the reserved pool, and only a gang larger than the cards spare at its shadow time, can
         # delay the head: then it must end by the shadow time.
         held, shadow = (None, INF)
@@ -253,24 +271,46 @@ class _Cycle:
         cost, end, _, pool, runtime, borrowing = start
         return Option(pool, self.now, runtime, end, cost, borrowing)
 
-    def earliest_start(self, job: QueuedJob, pool: PoolState) -> tuple[float, int]:
-        """When `job.cards` will be free on `pool` (from running and planned ends), and cards free then."""
+    def earliest_start(self, job: QueuedJob, pool: PoolState, until: float = INF) -> tuple[float, int]:
+        """When `job.cards` will be free on `pool` (from running and planned ends), and cards free then;
+        (INF, ...) if not by `until`.
+
+        Work bound by the SME guarantee (non-preemptible, not a local SME's) also needs that much room
+        beyond the SMEs' share: a local SME's job ending frees cards, but no room for it.
+        """
         free = self.free[pool.id]
+        reserved = self.sme_reserved[pool.id]
+        if reserved and not job.preemptible and not self.tenant(job.tenant).local_sme:
+            room = pool.cards_total - reserved - (pool.cards_total - free - self.sme_used[pool.id])
+            if job.cards <= free and job.cards <= room:
+                return self.now, free
+            for end, cards, sme in self.releases(pool.id):
+                if end > until:
+                    break
+                free += cards
+                if not sme:
+                    room += cards
+                if free >= job.cards and room >= job.cards:
+                    return max(end, self.now), free
+            return INF, free
         if job.cards <= free:
             return self.now, free
-        for end, cards in self.releases(pool.id):
+        for end, cards, _ in self.releases(pool.id):
+            if end > until:
+                break
             free += cards
             if free >= job.cards:
                 return max(end, self.now), free
         return INF, free
 
-    def releases(self, pool_id: str) -> list[tuple[float, int]]:
-        """(expected end, cards) of the pool's running and just-placed work, soonest first (cached)."""
+    def releases(self, pool_id: str) -> list[tuple[float, int, bool]]:
+        """(expected end, cards, a local SME's?) of the pool's running and just-placed work, soonest
+        first (cached)."""
         found = self._releases.get(pool_id)
         if found is None:
             found = sorted(
                 [
-                    (r.expected_end_s, r.cards)
+                    (r.expected_end_s, r.cards, self.tenant(r.tenant).local_sme)
                     for r in self.running_by_pool[pool_id]
                     if r.id not in self.preempted
                 ]
@@ -285,7 +325,9 @@ class _Cycle:
         self.free[pool.id] -= job.cards
         if self.tenant(job.tenant).local_sme:
             self.sme_used[pool.id] += job.cards
-        bisect.insort(self.planned[pool.id], (option.end_s, job.cards))
+            if self.sme_pending:  # counted only where some pool holds a share
+                self.sme_pending -= 1
+        bisect.insort(self.planned[pool.id], (option.end_s, job.cards, self.tenant(job.tenant).local_sme))
         self.places.append(
             Place(
                 job_id=job.id,
@@ -362,6 +404,22 @@ class _Cycle:
                 self.sme_used[pool.id] -= running.cards
             self.preempts.append(Preempt(running.id, Reason(code, (("for_job", job.id), ("pool", pool.id)))))
         return self.start_now(job, pool)  # honours the SME guarantee and flags borrowing, as _fits checked
+
+    def held_off(self, job: QueuedJob, pools: list[PoolState]) -> bool:
+        """Is `job` bound by the SME guarantee (non-preemptible, not a local SME's) and larger than every
+        one of its pools less the SMEs' share there, and never brief enough to borrow that share? Then
+        it can never start: an infeasible wait, not a wait for capacity that never comes."""
+        if job.cards <= self.least_room or job.preemptible or self.tenant(job.tenant).local_sme:
+            return False  # the common answer: it fits some pool (any pool) less its share
+        key = (self.shape(job), job.cards)
+        too_big = self._held_off.get(key)
+        if too_big is None:
+            reserved = self.sme_reserved
+            too_big = self._held_off[key] = all(job.cards > p.cards_total - reserved[p.id] for p in pools)
+        if not too_big:
+            return False
+        borrow_max = self.policy.sme_idle_borrow_max_s
+        return all(self.runtime(job, p) > borrow_max for p in pools)
 
     def _fits(self, job: QueuedJob, pool: PoolState, free: int, nonsme_used: int) -> bool:
         """Could `job` start with `free` cards free, others holding `nonsme_used` (the SME guarantee)?"""
@@ -482,6 +540,8 @@ def _backfilling(cycle: _Cycle, snapshot: Snapshot, choose: Chooser) -> None:
             continue
         pools = cycle.feasible(job)
         if not pools:
+            if cycle.sme_pending and cycle.tenant(job.tenant).local_sme:
+                cycle.sme_pending -= 1  # it can never use the share: the share is idle for others
             cycle.wait(job, "infeasible", cards=job.cards, blockers=_blockers(cycle, job))
             continue
         chosen: Option | None = None
@@ -491,7 +551,12 @@ def _backfilling(cycle: _Cycle, snapshot: Snapshot, choose: Chooser) -> None:
                 chosen = cycle.option_of(choose(job, starts))
         if chosen is None and suanwang:
             chosen = _make_room(cycle, job, pools, reservation)
-        if chosen is not None and suanwang and policy.wait_for_faster_ratio is not None:
+        if (
+            chosen is not None
+            and suanwang
+            and policy.wait_for_faster_ratio is not None
+            and not cycle.tenant(job.tenant).local_sme  # their guarantee is a prompt start, not speed
+        ):
             faster = _faster_later(cycle, job, pools, chosen, policy.wait_for_faster_ratio)
             if faster is not None:
                 cycle.wait(job, "faster-pool", pool=faster.pool.id, start_s=round(faster.start_s))
@@ -505,6 +570,12 @@ def _backfilling(cycle: _Cycle, snapshot: Snapshot, choose: Chooser) -> None:
                 reservation.extra_cards -= job.cards
             cycle.commit(job, chosen)
             max_free = max(cycle.free.values(), default=0)
+            continue
+        if suanwang and cycle.held_off(job, pools):
+            blockers = _blockers(cycle, job)
+            share = f"sme-share×{len(pools)}"
+            blockers = share if blockers == "no pools" else f"{blockers}, {share}"
+            cycle.wait(job, "infeasible", cards=job.cards, blockers=blockers)
             continue
         if reservation is None:
             reservation = _reserve(cycle, job, pools, suanwang)
@@ -589,17 +660,24 @@ def _faster_later(
 ) -> Option | None:
     """A busy pool where the job would finish so much sooner that waiting for it beats starting now."""
     best: Option | None = None
+    # Per accelerator model first (a handful per job, not a check per pool): most jobs have none fast
+    # enough to be worth waiting for, whenever it frees.
+    by_model = cycle.by_accelerator(job, pools)
+    fast = [model for model, sample in by_model.items() if cycle.runtime(job, sample) * ratio < now.runtime_s]
+    if not fast:
+        return None
     for pool in pools:
-        if pool.id == now.pool.id or cycle.runtime(job, pool) * ratio >= now.runtime_s:
-            continue  # not fast enough to be worth waiting for, whenever it frees
-        start, _ = cycle.earliest_start(job, pool)
+        if pool.id == now.pool.id or pool.accelerator not in fast:
+            continue
+        runtime = cycle.runtime(job, pool)
+        # The latest start that could still qualify (with a second to spare; the exact test follows).
+        horizon = cycle.now + (now.end_s - cycle.now) / ratio - runtime + 1.0
+        start, _ = cycle.earliest_start(job, pool, horizon)
         if start == INF or start <= cycle.now:
             continue
-        later = cycle.option(job, pool, start)
-        if (now.end_s - cycle.now) > ratio * (later.end_s - cycle.now) and (
-            best is None or later.end_s < best.end_s
-        ):
-            best = later
+        end = start + runtime
+        if (now.end_s - cycle.now) > ratio * (end - cycle.now) and (best is None or end < best.end_s):
+            best = cycle.option(job, pool, start)
     return best
 
 
@@ -641,6 +719,14 @@ def _blockers(cycle: _Cycle, job: QueuedJob) -> str:
         found = ", ".join(f"{why}×{n}" for why, n in sorted(counts.items())) or "no pools"
         cycle._blockers[key] = found
     return found
+
+
+def sme_reserved_cards(pool: PoolState, policy: Policy) -> int:
+    """Cards of `pool` guaranteed to local SMEs: suanwang only, local pools only, the pool's share
+    (`sme_share_by_pool`, else `sme_guaranteed_share`) of its cards, rounded down."""
+    if policy.algorithm is not Algorithm.SUANWANG or not pool.local:
+        return 0
+    return int(pool.cards_total * policy.sme_share_by_pool.get(pool.id, policy.sme_guaranteed_share))
 
 
 def _shape(job: QueuedJob, by_tenant: bool = False) -> tuple[object, ...]:

@@ -26,6 +26,9 @@ class Policy:
     fairshare_half_life_s: float = 7 * DAY_S
     # Share of every local pool guaranteed to local SMEs (a nominal quota others may borrow while idle).
     sme_guaranteed_share: float = 0.25
+    # suanwang only. Per-pool share overriding sme_guaranteed_share for the pools named ({id: share}), so
+    # the guarantee can be held where it costs others least (e.g. on slower local pools; 0 frees a pool).
+    sme_share_by_pool: dict[str, float] = field(default_factory=dict)
     # Multifactor weights (Slurm-like and suanwang): age saturates at max_age_s.
     weight_age: float = 1000.0
     weight_fairshare: float = 10000.0
@@ -53,7 +56,8 @@ class Policy:
     # fraction of its cheapest estimated cost (0: the cheapest; 0.1: up to 10 % dearer if sooner).
     cost_tolerance: float = 0.0
     # suanwang only. Wait for a busy pool instead of starting now when starting now would finish more
-    # than this many times later, counted from now (None: always start now if some pool can).
+    # than this many times later, counted from now (None: always start now if some pool can). Local SMEs'
+    # jobs never wait for a faster pool: what they are guaranteed is a prompt start.
     wait_for_faster_ratio: float | None = None
 
     def __post_init__(self) -> None:
@@ -76,6 +80,19 @@ class Policy:
         if "pool_order" in values:
             values["pool_order"] = tuple(values["pool_order"])
         return cls(**values)
+
+    @classmethod
+    def shipped(cls, **overrides: Any) -> Policy:
+        """The suanwang policy the controller runs by default: the knobs chosen on the development
+        trace (the pinghu-dev scenario's [policy] less its Slurm partition order; docs/benchmarks.md)."""
+        tuned: dict[str, Any] = {
+            "sme_guaranteed_share": 0.25,
+            "sme_idle_borrow_max_s": 21_600.0,
+            "weight_local_sme": 20_000.0,
+            "weight_small_work": 50_000.0,
+            "wait_for_faster_ratio": 3.0,
+        }
+        return cls.from_dict(tuned | overrides)
 
     def with_algorithm(self, algorithm: Algorithm | str) -> Policy:
         return replace(self, algorithm=Algorithm(algorithm))
