@@ -232,6 +232,7 @@ def _wait_ready(cluster: RayCluster) -> None:
                 job = httpx.get(f"{cluster.address}/api/jobs/{WARMUP_JOB}", timeout=5.0, trust_env=False)
                 status = job.json().get("status") if job.status_code == 200 else None
                 if status == "SUCCEEDED":
+                    _wait_resources(cluster, deadline)
                     return
                 if status in ("FAILED", "STOPPED"):
                     pytest.fail(f"Ray's warm-up job ended {status}: {job.json().get('message')}")
@@ -239,6 +240,19 @@ def _wait_ready(cluster: RayCluster) -> None:
             pass
         time.sleep(0.3)
     pytest.fail(f"Ray did not run a job within {START_TIMEOUT_S:.0f} s:\n{cluster.log_tail()}")
+
+
+def _wait_resources(cluster: RayCluster, deadline: float) -> None:
+    """Wait until the cluster reports its GPUs: Ray's resource report lags its start by a second or
+    two, and until then a controller would see a pool of 0 cards and place work elsewhere."""
+    from suanwang.backends.ray import RayBackend
+
+    backend = RayBackend(cluster.address)
+    while time.monotonic() < deadline:
+        if backend.capacity().cards_total >= cluster.num_gpus:
+            return
+        time.sleep(0.3)
+    pytest.fail(f"Ray never reported its {cluster.num_gpus} GPUs:\n{cluster.log_tail()}")
 
 
 @pytest.fixture(scope="session")
