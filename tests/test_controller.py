@@ -357,3 +357,21 @@ def test_the_controller_runs_the_shipped_policy_and_a_policy_file_overrides_it(t
     path2.write_text("[policy]\nno_such_knob = 1\n")
     with pytest.raises(ValueError, match="no_such_knob"):
         policy_for(Settings(data_dir=tmp_path, policy_file=path2))
+
+
+def test_a_backend_that_answers_unhealthy_takes_its_pool_out_and_back(ew: ExecWorld) -> None:
+    from suanwang.backends.protocol import Capacity
+
+    backends, wrapped = _flaky_backends(ew)
+    controller = ew.controller(backends=backends)
+    ew.cycle(controller)
+    flaky = wrapped[ew.sim_site["id"]]
+    real_capacity = flaky.inner.capacity
+    flaky.inner.capacity = lambda: Capacity(cards_total=16, cards_free=16, healthy=False)  # type: ignore[method-assign]
+    ew.cycle(controller)
+    pool = ew.regulator.get(f"/pools/{ew.sim_pool['id']}")
+    assert pool["healthy"] is False and pool["health_message"]
+    flaky.inner.capacity = real_capacity  # type: ignore[method-assign]
+    ew.cycle(controller)
+    pool = ew.regulator.get(f"/pools/{ew.sim_pool['id']}")
+    assert pool["healthy"] is True and pool["health_message"] is None

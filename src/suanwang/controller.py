@@ -283,10 +283,12 @@ class Controller:
     def _site_up(self, site_id: int, pools: dict[int, Pool], capacity: Capacity) -> None:
         site_pools = [p for p in pools.values() if p.site_id == site_id and p.retired_at is None]
         for pool in site_pools:
-            if not pool.healthy or pool.health_message is not None:
+            # The backend answers: its own word on health (e.g. Slurm's node drained) decides.
+            message = None if capacity.healthy else "the backend answers but reports no usable nodes"
+            if pool.healthy != capacity.healthy or pool.health_message != message:
                 pool.healthy = capacity.healthy
                 pool.unhealthy_since = None if capacity.healthy else pool.unhealthy_since or self.clock()
-                pool.health_message = None
+                pool.health_message = message
             # A site's discovered cards cap what its pools offer (a local machine without GPUs: 0).
             self.discovered[pool.id] = Capacity(
                 cards_total=min(pool.cards, capacity.cards_total) if len(site_pools) == 1 else pool.cards,
