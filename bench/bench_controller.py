@@ -18,13 +18,12 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, select, text
+from demo_db import demo_region, fresh_postgres
+from sqlalchemy import select
 
 from suanwang.config import Settings
 from suanwang.controller import Controller
@@ -39,22 +38,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "controller.json"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/suanwang_bench"
 
 
-def fresh_postgres(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-
-
 def prepare(url: str, data_dir: Path, jobs: int, seed: int = 11) -> Settings:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANWANG_")}
-    env |= {"SUANWANG_DATABASE_URL": url, "SUANWANG_DATA_DIR": str(data_dir)}
-    for args in (("db", "upgrade"), ("demo", "--no-serve")):
-        subprocess.run(
-            [sys.executable, "-m", "suanwang.cli.main", *args], env=env, check=True, capture_output=True
-        )
+    demo_region(url, data_dir)
     settings = Settings(database_url=url, data_dir=data_dir, serve_controller=False)
     rng = random.Random(seed)
     now = utcnow()

@@ -31,20 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
+from demo_db import cli, demo_region, fresh_postgres
 
 RESULTS = Path(__file__).resolve().parent / "results" / "submit.json"
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/suanwang_bench"
 TARGET_PER_S = 1000.0
-
-
-def fresh_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
 
 
 def free_port() -> int:
@@ -53,28 +44,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def cli(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "suanwang.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout
-
-
 def setup(url: str, data_dir: Path) -> tuple[dict[str, str], str, int]:
     """A demo region in a fresh database; returns the env, a tenant admin's token and its org id."""
-    fresh_database(url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANWANG_")}
-    env |= {
-        "SUANWANG_DATABASE_URL": url,
-        "SUANWANG_DATA_DIR": str(data_dir),
-        "SUANWANG_SERVE_CONTROLLER": "false",
-    }
-    cli(env, "db", "upgrade")
-    cli(env, "demo", "--no-serve")
+    fresh_postgres(url)
+    env = demo_region(url, data_dir)
     # In-process CLI calls act as the local regulator (its token lives in the data dir).
     users = json.loads(cli(env, "--json", "users", "list", "--limit", "100"))["items"]
     admin = next(u for u in users if u["name"] == "hezhi-admin")

@@ -42,7 +42,7 @@ from suanwang.backends.protocol import (
     RemoteState,
     launch_name,
 )
-from suanwang.backends.registry import make_backend
+from suanwang.backends.registry import backend_for_site
 from suanwang.config import Settings
 from suanwang.db.meta import instance_id
 from suanwang.db.session import session_factory
@@ -141,9 +141,7 @@ class Backends:
         self._cache: dict[int, tuple[str, Backend]] = {}
 
     def _make(self, site: Site, cards: int) -> Backend:
-        return make_backend(
-            site.backend_kind.value, site.connection, data_dir=self.data_dir, site_code=site.code, cards=cards
-        )
+        return backend_for_site(site, data_dir=self.data_dir, cards=cards)
 
     def for_site(self, site: Site, cards: int) -> Backend:
         key = json.dumps([site.backend_kind.value, site.connection, cards], sort_keys=True)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suanwang.backends.local import LocalBackend
 from suanwang.backends.protocol import Backend
 from suanwang.backends.simulated import SimulatedBackend
+
+if TYPE_CHECKING:
+    from suanwang.supply.models import Site
 
 
 def make_backend(
@@ -32,3 +35,10 @@ def make_backend(
 
         return RayBackend.from_connection(connection, Path(data_dir))
     raise ValueError(f"no backend for site kind {kind!r} (agent sites are served by node agents)")
+
+
+def backend_for_site(site: Site, *, data_dir: Path, cards: int) -> Backend:
+    """The backend of a stored site, from its kind and connection settings."""
+    return make_backend(
+        site.backend_kind.value, site.connection, data_dir=data_dir, site_code=site.code, cards=cards
+    )

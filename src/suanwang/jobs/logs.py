@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanwang.backends.protocol import BackendError
-from suanwang.backends.registry import make_backend
+from suanwang.backends.registry import backend_for_site
 from suanwang.config import Settings
 from suanwang.errors import NotFound, Unavailable
 from suanwang.jobs.models import Job, Launch
@@ -25,13 +25,7 @@ def read(
     pool = session.get_one(Pool, launch.pool_id)
     site = pool.site
     try:
-        backend = make_backend(
-            site.backend_kind.value,
-            site.connection,
-            data_dir=settings.data_dir,
-            site_code=site.code,
-            cards=pool.cards,
-        )
+        backend = backend_for_site(site, data_dir=settings.data_dir, cards=pool.cards)
         try:
             return backend.logs(launch.handle, tail_bytes=tail_bytes)
         finally:

@@ -33,7 +33,6 @@ from suanwang.scheduler import (
     TenantState,
     Zone,
 )
-from suanwang.supply import pricing
 from suanwang.supply.models import Phase, Pool, Provider, RateCard, Site
 from suanwang.tenants.locality import is_local
 from suanwang.tenants.models import Organisation, OrgKind
@@ -78,18 +77,8 @@ def live_pools(session: Session, now: datetime) -> dict[int, PoolInfo]:
             or_(RateCard.effective_until.is_(None), RateCard.effective_until > now),
         )
     )
-    price = {}
-    for card in cards:
-        found = pricing.price_at(
-            [
-                pricing.Interval(
-                    card.id, card.price_fen_per_card_hour, card.effective_from, card.effective_until
-                )
-            ],
-            now,
-        )
-        if found is not None:
-            price[card.pool_id] = found.price_fen_per_card_hour
+    # The query keeps only the cards in force at `now` (intervals never overlap: one per pool).
+    price = {card.pool_id: card.price_fen_per_card_hour for card in cards}
     return {
         pool.id: PoolInfo(pool, site, provider, price[pool.id])
         for pool, site, provider in rows
