@@ -1,12 +1,14 @@
 """API submissions per second: N concurrent clients POST /api/v1/jobs against a real server on PostgreSQL.
 
-    python bench/bench_submit.py [--clients 16] [--seconds 10] [--workers 1,2,4] [--database URL]
+    python bench/bench_submit.py [--clients 16] [--seconds 10] [--workers 1,2] [--batches 1,500]
+                                 [--database URL]
 
-Starts `suanwang serve` (uvicorn, W worker processes, no controller) on a fresh PostgreSQL database
-(default: database `suanwang_bench` on the local server, dropped and re-created), loads the Pinghu
-demo region, and drives it from one asyncio process with `--clients` concurrent connections, each
-submit carrying its own Idempotency-Key. The baseline in the same run is GET /healthz (no database) at
-the same concurrency: the framework's ceiling on this machine. The client shares the machine's cores
+Starts `suanwang serve` (uvicorn, W worker processes, no controller, SUANWANG_SUBMIT_BATCH=B) on a fresh
+PostgreSQL database (default: database `suanwang_bench` on the local server, dropped and re-created),
+loads the Pinghu demo region, and drives it with `--clients` concurrent connections (wrk when installed),
+each submit carrying its own Idempotency-Key. Baselines in the same run: GET /healthz (no database) at
+the same concurrency, the framework's ceiling on this machine; and B=1, each submission committed on its
+own (no group commit). The client shares the machine's cores
 with the server, so read the ratio to the baseline as well as the absolute rate.
 
 Prints a table and writes bench/results/submit.json. The issue's target: ≥ 1,000 submissions/s with
@@ -32,6 +34,7 @@ from typing import Any
 
 import httpx
 from demo_db import cli, demo_region, fresh_postgres
+from sqlalchemy import create_engine, text
 
 RESULTS = Path(__file__).resolve().parent / "results" / "submit.json"
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/suanwang_bench"
@@ -57,7 +60,15 @@ def setup(url: str, data_dir: Path) -> tuple[dict[str, str], str, int]:
     return env, created["token"], admin["org_id"]
 
 
-def serve(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+def analyze(url: str) -> None:
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+
+
+def serve(env: dict[str, str], port: int, workers: int, batch: int) -> subprocess.Popen[bytes]:
+    env = env | {"SUANWANG_SUBMIT_BATCH": str(batch)}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -175,7 +186,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument(
+        "--batches", default="1,500", help="SUANWANG_SUBMIT_BATCH values (1 = no group commit)"
+    )
     parser.add_argument("--database", default=DEFAULT_DB)
     parser.add_argument(
         "--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
@@ -204,12 +218,14 @@ def main() -> None:
         return "GET", "/healthz", {}, 200
 
     rows = []
-    for workers in [int(w) for w in args.workers.split(",")]:
+    configs = [(int(w), int(b)) for w in args.workers.split(",") for b in args.batches.split(",")]
+    for workers, batch in configs:
         port = free_port()
-        server = serve(env, port, workers)
+        server = serve(env, port, workers, batch)
         try:
             base = f"http://127.0.0.1:{port}"
             asyncio.run(drive(base, args.clients, 1.0, submit))  # warm-up: connections, caches
+            analyze(args.database)  # statistics, as autovacuum keeps them on a live server
             if args.client == "wrk":
                 baseline = drive_wrk(base, args.clients, args.seconds, "/healthz", None, auth)
                 measured = drive_wrk(base, args.clients, args.seconds, "/api/v1/jobs", body, auth)
@@ -219,20 +235,34 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-        rows.append({"workers": workers, "clients": args.clients, "healthz": baseline, "submit": measured})
+        rows.append(
+            {
+                "workers": workers,
+                "batch": batch,
+                "clients": args.clients,
+                "healthz": baseline,
+                "submit": measured,
+            }
+        )
 
     print(
         f"\nAPI submissions, {args.clients} concurrent clients, PostgreSQL, {platform.node()} "
         f"({os.cpu_count()} CPUs), {args.seconds:.0f} s per measurement\n"
     )
-    header = "| workers | submit/s | p50 ms | p99 ms | errors | healthz/s (baseline) | submit ÷ healthz |"
+    header = (
+        "| workers | submit batch | submit/s | p50 ms | p99 ms | errors | healthz/s (baseline) "
+        "| submit ÷ healthz | ÷ batch 1 |"
+    )
     print(header)
-    print("|" + "|".join("--:" for _ in range(7)) + "|")
+    print("|" + "|".join("--:" for _ in range(9)) + "|")
+    single = {r["workers"]: r["submit"]["per_s"] for r in rows if r["batch"] == 1}
     for row in rows:
         s, h = row["submit"], row["healthz"]
+        versus = f"{s['per_s'] / single[row['workers']]:.2f}" if row["workers"] in single else "-"
         print(
-            f"| {row['workers']} | {s['per_s']:,.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
-            f"{s['errors']} | {h['per_s']:,.0f} | {s['per_s'] / h['per_s']:.2f} |"
+            f"| {row['workers']} | {row['batch']} | {s['per_s']:,.0f} | {s['p50_ms']:.1f} | "
+            f"{s['p99_ms']:.1f} | {s['errors']} | {h['per_s']:,.0f} | {s['per_s'] / h['per_s']:.2f} | "
+            f"{versus} |"
         )
     best = max(r["submit"]["per_s"] for r in rows)
     verdict = "met" if best >= TARGET_PER_S else "NOT met"

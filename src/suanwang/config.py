@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from suanwang.i18n import normalize_lang
@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     # Run the controller inside `suanwang serve` (off for API-only workers beside a separate controller).
     serve_controller: bool = True
+    # Most job submissions one transaction takes (group commit; 1 = each submission commits alone).
+    submit_batch: int = Field(default=500, ge=1, le=5000)
 
     @field_validator("lang")
     @classmethod

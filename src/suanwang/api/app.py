@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         finally:
             if stop is not None:
                 stop()
+            app.state.intake.close()
 
     app = FastAPI(
         title="suanwang 算网",
@@ -75,6 +76,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
+    from suanwang.jobs.intake import SubmitIntake
+
+    app.state.intake = SubmitIntake(app.state.session_factory, settings, settings.submit_batch)
     problems.install(app)
 
     from suanwang.catalog.api import router as catalog_router
@@ -84,7 +88,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from suanwang.web.pages import router as web_router
 
     @app.get("/healthz", tags=["meta"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     for router in (catalog_router, supply_router, tenants_router, jobs_router):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -23,9 +23,11 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from suanwang.api.deps import Ctx
 from suanwang.db.base import Base, IdMixin
+from suanwang.db.query import among
 from suanwang.errors import Conflict, Invalid
 
 MAX_KEY_LENGTH = 200
+REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 class IdempotencyRecord(IdMixin, Base):
@@ -135,11 +137,31 @@ def _replay(session: Session, user_id: int, idem: IdempotencyKey) -> JSONRespons
             IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == idem.key
         )
     )
-    if record is None:
-        return None
+    return None if record is None else replay(record, idem)
+
+
+def replay(record: IdempotencyRecord, idem: IdempotencyKey) -> JSONResponse:
+    """The stored answer to a retry; a different request under the same key is a conflict."""
     if record.fingerprint != idem.fingerprint:
         raise Conflict("idempotency.key-reused", key=idem.key)
     body = json.loads(record.response_body)
     if record.redacted:
         raise Conflict("idempotency.secret-shown-once", id=body.get("id"))
-    return JSONResponse(body, status_code=record.status_code, headers={"Idempotent-Replayed": "true"})
+    return JSONResponse(body, status_code=record.status_code, headers=REPLAYED)
+
+
+def find_records(
+    session: Session, wanted: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], IdempotencyRecord]:
+    """The stored records of many (caller, key) pairs in one query."""
+    pairs = set(wanted)
+    if not pairs:
+        return {}
+    keys = {key for _, key in pairs}
+    users = {user_id for user_id, _ in pairs}
+    found = session.scalars(
+        select(IdempotencyRecord).where(
+            among(session, IdempotencyRecord.key, keys), among(session, IdempotencyRecord.user_id, users)
+        )
+    )
+    return {(r.user_id, r.key): r for r in found if (r.user_id, r.key) in pairs}

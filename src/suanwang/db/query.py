@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ARRAY, ColumnElement, Select, any_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from suanwang.errors import Invalid
@@ -65,3 +66,12 @@ def get_or_404(session: Session, model: type[T], object_id: int, *, what: str) -
     if obj is None:
         raise NotFound("not-found", what=what, id=object_id)
     return obj
+
+
+def among(session: Session, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN values` whose SQL text does not change with the number of values on PostgreSQL
+    (`= ANY(array)`), so the statement is parsed and planned once, not once per list length."""
+    items = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, items, type_=ARRAY(column.type)))
+    return column.in_(items)

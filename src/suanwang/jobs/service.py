@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -25,7 +26,7 @@ from suanwang.jobs import lifecycle, snapshot
 from suanwang.jobs.lifecycle import JobState
 from suanwang.jobs.models import Job, JobEvent, Launch, Reservation
 from suanwang.jobs.schemas import JobCreate, JobSpec, QuoteRead, QuoteRow, ReservationCreate
-from suanwang.scheduler import Classification, Policy, QueuedJob, quote
+from suanwang.scheduler import Classification, Policy, PoolState, QueuedJob, quote
 from suanwang.scheduler.constraints import violation
 from suanwang.supply.models import Pool, Site
 from suanwang.tenants.access import Principal, require_role
@@ -77,22 +78,32 @@ def transition(
 # --- submit and admission ------------------------------------------------------------------------
 
 
-def _owner_org(session: Session, principal: Principal, org_id: int | None) -> Organisation:
+def owner_org_id(principal: Principal, requested: int | None) -> int:
     """Whose job it is: a tenant's own organisation; the regulator names one."""
     if principal.is_tenant:
-        if org_id is not None and org_id != principal.org_id:
+        if requested is not None and requested != principal.org_id:
             raise Forbidden("job.other-org")
         assert principal.org_id is not None
-        org = get_or_404(session, Organisation, principal.org_id, what="organisation")
-    elif principal.is_regulator:
-        if org_id is None:
+        return principal.org_id
+    if principal.is_regulator:
+        if requested is None:
             raise Invalid("job.org-required")
-        org = get_or_404(session, Organisation, org_id, what="organisation")
-    else:
-        raise Forbidden("job.tenants-only")
+        return requested
+    raise Forbidden("job.tenants-only")
+
+
+def check_org_open(org: Organisation | None, org_id: int) -> Organisation:
+    """The owner must exist and not be retired."""
+    if org is None:
+        raise NotFound("not-found", what="organisation", id=org_id)
     if org.retired_at is not None:
         raise Conflict("retired", what="organisation", id=org.id)
     return org
+
+
+def _owner_org(session: Session, principal: Principal, org_id: int | None) -> Organisation:
+    wanted = owner_org_id(principal, org_id)
+    return check_org_open(session.get(Organisation, wanted), wanted)
 
 
 def _check_priority(principal: Principal, org: Organisation, spec: JobSpec) -> None:
@@ -141,12 +152,17 @@ def _as_queued(spec: JobSpec, org_id: int, now: datetime, job_id: str = QUOTE_JO
 
 def admit(session: Session, settings: Settings, spec: JobSpec, org_id: int, now: datetime) -> None:
     """Refuse, with how to fix it, a job no live pool could ever run (SkyPilot-style feedback)."""
+    pools = snapshot.admission_pools(session, now=now, local_regions=settings.local_region_set)
+    check_admission(pools, spec, org_id, now)
+
+
+def check_admission(pools: Sequence[PoolState], spec: JobSpec, org_id: int, now: datetime) -> None:
+    """`admit` against the live pools as admission sees them (pure)."""
     if spec.deadline is not None and spec.deadline <= now:
         raise Invalid("job.deadline-past", deadline=spec.deadline.isoformat())
     if spec.cards_per_node is not None and spec.cards and spec.cards % spec.cards_per_node:
         raise Invalid("job.cards-per-node", cards=spec.cards, per_node=spec.cards_per_node)
     job = _as_queued(spec, org_id, now)
-    pools = snapshot.admission_pools(session, now=now, local_regions=settings.local_region_set)
     if not pools:
         raise Invalid("job.no-pools")
     blockers = Counter(violation(job, pool) for pool in pools)
@@ -173,42 +189,55 @@ def admit(session: Session, settings: Settings, spec: JobSpec, org_id: int, now:
     raise Invalid("job.no-pool", blocker=worst, detail=detail)
 
 
+def prepare_job(
+    *,
+    principal: Principal,
+    org: Organisation,
+    data: JobCreate,
+    pools: Sequence[PoolState],
+    now: datetime,
+) -> dict[str, Any]:
+    """Admission of one submission (pure): the new job's column values, or a DomainError saying why not."""
+    spec = _normalized(data)
+    _check_priority(principal, org, spec)
+    check_admission(pools, spec, org.id, now)
+    values = spec.model_dump(exclude={"org_id", "priority"})
+    # Born queued: `born_events` records both steps in its history.
+    lifecycle.check(JobState.SUBMITTED, JobState.QUEUED)
+    return values | {
+        "org_id": org.id,
+        "submitted_by": principal.user_id,
+        "priority": spec.priority.value_int,
+        "state": JobState.QUEUED,
+        "attempt": 0,
+        "submitted_at": now,
+        "reason_params": {},
+    }
+
+
+def born_events(now: datetime) -> list[dict[str, Any]]:
+    """The history of a job just admitted: submitted, then queued."""
+    return [
+        {"at": now, "from_state": None, "to_state": JobState.SUBMITTED, "attempt": 0, "cause": "submitted"},
+        {
+            "at": now,
+            "from_state": JobState.SUBMITTED,
+            "to_state": JobState.QUEUED,
+            "attempt": 0,
+            "cause": "admitted",
+        },
+    ]
+
+
 def submit(
     *, session: Session, settings: Settings, principal: Principal, data: JobCreate, now: datetime
 ) -> Job:
     org = _owner_org(session, principal, data.org_id)
-    spec = _normalized(data)
-    _check_priority(principal, org, spec)
-    admit(session, settings, spec, org.id, now)
-    values = spec.model_dump(exclude={"org_id", "priority"})
-    job = Job(
-        **values,
-        org_id=org.id,
-        submitted_by=principal.user_id,
-        priority=spec.priority.value_int,
-        state=JobState.SUBMITTED,
-        attempt=0,
-        submitted_at=now,
-        reason_params={},
-    )
-    # Born queued, with both steps in its history: one INSERT round for the job and its events.
-    lifecycle.check(JobState.SUBMITTED, JobState.QUEUED)
-    job.state = JobState.QUEUED
-    job.events = [
-        JobEvent(
-            at=now, from_state=None, to_state=JobState.SUBMITTED, attempt=0, cause="submitted", detail={}
-        ),
-        JobEvent(
-            at=now,
-            from_state=JobState.SUBMITTED,
-            to_state=JobState.QUEUED,
-            attempt=0,
-            cause="admitted",
-            detail={},
-        ),
-    ]
+    pools = snapshot.admission_pools(session, now=now, local_regions=settings.local_region_set)
+    job = Job(**prepare_job(principal=principal, org=org, data=data, pools=pools, now=now))
+    job.events = [JobEvent(**event, detail={}) for event in born_events(now)]
     session.add(job)
-    session.flush()
+    session.flush()  # one INSERT round for the job and its events
     return job
 
 
@@ -323,9 +352,9 @@ def history(*, session: Session, principal: Principal, job_id: int) -> list[JobE
     return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)))
 
 
-def can_see_env(principal: Principal, job: Job) -> bool:
+def can_see_env(principal: Principal, org_id: int) -> bool:
     """The environment may hold the tenant's secrets: only its own members read it."""
-    return principal.is_tenant and principal.org_id == job.org_id
+    return principal.is_tenant and principal.org_id == org_id
 
 
 # --- cancel --------------------------------------------------------------------------------------

@@ -1,0 +1,322 @@
+"""Group commit for job submissions: the submits of many concurrent callers land in one transaction.
+
+One writer thread per server process takes every submission that arrived while it wrote the last batch
+and handles them together: one query authenticates all callers, one finds their idempotency records,
+one loads their organisations, admission runs against one pool list, and the jobs, their histories and
+their idempotency records are inserted with one statement each and committed once (TigerBeetle's
+batching, applied to intake). Each caller still gets its own answer: its job, its replay, or its error.
+
+If the batch's commit fails (a concurrent duplicate key from another server process), it is rolled back
+and every submission is handled again on its own, as `created()` would; nothing is answered before its
+commit succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from suanwang.api.idempotency import (
+    REPLAYED,
+    IdempotencyKey,
+    IdempotencyRecord,
+    find_records,
+    replay,
+    run_create,
+)
+from suanwang.config import Settings
+from suanwang.db.query import among
+from suanwang.errors import Conflict, DomainError
+from suanwang.jobs import service, snapshot
+from suanwang.jobs.models import Job, JobEvent
+from suanwang.jobs.schemas import JobCreate, JobRead
+from suanwang.tenants import service as tenants
+from suanwang.tenants.access import Principal
+from suanwang.tenants.models import Organisation
+from suanwang.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 500
+REDACTED = "***"
+# A job's columns that are not set at submission, as a just-created row has them.
+UNSET = {
+    "pool_id": None,
+    "reason_code": None,
+    "not_before": None,
+    "cancel_requested_at": None,
+    "started_at": None,
+    "ended_at": None,
+    "exit_code": None,
+    "card_seconds": 0,
+    "est_cost_fen": None,
+}
+
+Outcome = JSONResponse | BaseException
+
+
+@dataclass(slots=True)
+class Submission:
+    secret: str | None
+    idem: IdempotencyKey
+    data: JobCreate
+    now: datetime
+    resolve: Callable[[Outcome], None]
+    principal: Principal | None = field(default=None)
+
+
+def read_of(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """The response body for a job row, with the environment hidden from all but its tenant."""
+    read = JobRead.model_validate(row)
+    if not service.can_see_env(principal, row["org_id"]):
+        read.env = dict.fromkeys(read.env, REDACTED)
+    return read.model_dump(mode="json")
+
+
+class SubmitIntake:
+    """The writer of one server process: `await submit(...)` from any request; batches form by themselves."""
+
+    def __init__(
+        self, session_factory: Callable[[], Session], settings: Settings, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._session_factory = session_factory
+        self._settings = settings
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Submission | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.batches = 0  # how many transactions so far (tests and benchmarks read it)
+
+    async def submit(
+        self, *, secret: str | None, idem: IdempotencyKey, data: JobCreate, now: datetime
+    ) -> JSONResponse:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+
+        def resolve(outcome: Outcome) -> None:
+            # RuntimeError: the caller's event loop has closed and nobody is waiting.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, outcome)
+
+        self._start()
+        self._queue.put(Submission(secret=secret, idem=idem, data=data, now=now, resolve=resolve))
+        outcome = await future
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=30)
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="suanwang-intake", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            for item, outcome in zip(batch, self._handle(batch), strict=True):
+                item.resolve(outcome)
+
+    def _handle(self, batch: list[Submission]) -> list[Outcome]:
+        self.batches += 1
+        try:
+            with self._session_factory() as session:
+                import time as _t
+
+                t0 = _t.perf_counter()
+                outcomes = write_batch(session, self._settings, batch)
+                t1 = _t.perf_counter()
+                session.commit()
+                t2 = _t.perf_counter()
+                with open("/tmp/exp/batches.log", "a") as fh:
+                    fh.write(f"{len(batch)} {(t1 - t0) * 1000:.2f} {(t2 - t1) * 1000:.2f}\n")
+                return outcomes
+        except IntegrityError:
+            log.info("intake batch of %d hit a concurrent duplicate; handling one by one", len(batch))
+        except Exception as exc:  # a bug or a lost database: every caller gets the error, none hangs
+            log.exception("intake batch failed")
+            return [exc] * len(batch)
+        return [self._one(item) for item in batch]
+
+    def _one(self, item: Submission) -> Outcome:
+        """One submission in its own transaction, exactly as the plain create path handles it."""
+        try:
+            with self._session_factory() as session:
+                principal = tenants.authenticate(session=session, secret=item.secret, now=item.now)
+                session.commit()
+                return run_create(
+                    session=session,
+                    user_id=principal.user_id,
+                    idem=item.idem,
+                    now=item.now,
+                    create=lambda: JobRead.model_validate(
+                        read_of(_row_of(self._create_one(session, principal, item)), principal)
+                    ),
+                )
+        except Exception as exc:
+            return exc
+
+    def _create_one(self, session: Session, principal: Principal, item: Submission) -> Job:
+        return service.submit(
+            session=session, settings=self._settings, principal=principal, data=item.data, now=item.now
+        )
+
+
+def _settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not future.done():  # the caller may have gone away
+        future.set_result(outcome)
+
+
+def _row_of(job: Job) -> dict[str, Any]:
+    return {column.key: getattr(job, column.key) for column in Job.__table__.columns}
+
+
+def write_batch(session: Session, settings: Settings, batch: list[Submission]) -> list[Outcome]:
+    """Admit and insert a batch of submissions in `session` (the caller commits); one outcome each."""
+    outcomes: list[Outcome | None] = [None] * len(batch)
+    principals = tenants.authenticate_many(
+        session=session, presented=[item.secret for item in batch], now=max(i.now for i in batch)
+    )
+    owners: dict[int, int] = {}
+    for index, (item, principal) in enumerate(zip(batch, principals, strict=True)):
+        if isinstance(principal, DomainError):
+            outcomes[index] = principal
+            continue
+        item.principal = principal
+        try:
+            owners[index] = service.owner_org_id(principal, item.data.org_id)
+        except DomainError as exc:
+            outcomes[index] = exc
+
+    records = find_records(
+        session,
+        ((item.principal.user_id, item.idem.key) for item in batch if item.principal and item.idem.key),
+    )
+    orgs = {
+        org.id: org
+        for org in session.scalars(
+            select(Organisation).where(among(session, Organisation.id, set(owners.values())))
+        )
+    }
+    pools = snapshot.admission_pools(
+        session, now=max(i.now for i in batch), local_regions=settings.local_region_set
+    )
+
+    admitted: list[tuple[int, dict[str, Any]]] = []
+    first_of_key: dict[tuple[int, str], int] = {}
+    for index, item in enumerate(batch):
+        if outcomes[index] is not None or item.principal is None:
+            continue
+        principal = item.principal
+        try:
+            if item.idem.key is not None:
+                pair = (principal.user_id, item.idem.key)
+                if pair in records:
+                    outcomes[index] = replay(records[pair], item.idem)
+                    continue
+                if pair in first_of_key:  # the same key twice in one batch: answered after the first
+                    continue
+                first_of_key[pair] = index
+            org = service.check_org_open(orgs.get(owners[index]), owners[index])
+            values = service.prepare_job(
+                principal=principal, org=org, data=item.data, pools=pools, now=item.now
+            )
+        except DomainError as exc:
+            outcomes[index] = exc
+            continue
+        stamp = utcnow()
+        admitted.append((index, values | {"created_at": stamp, "updated_at": stamp}))
+
+    if admitted:
+        _insert(session, batch, admitted, outcomes)
+    for index, item in enumerate(batch):
+        if outcomes[index] is None:
+            outcomes[index] = _repeat_in_batch(item, batch, outcomes, first_of_key)
+    return [outcome if outcome is not None else RuntimeError("no outcome") for outcome in outcomes]
+
+
+def _insert(
+    session: Session,
+    batch: list[Submission],
+    admitted: list[tuple[int, dict[str, Any]]],
+    outcomes: list[Outcome | None],
+) -> None:
+    """One INSERT each for the jobs, their histories and the idempotency records of the batch."""
+    jobs = Job.__table__
+    ids = session.scalars(
+        insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), [values for _, values in admitted]
+    ).all()
+    events: list[dict[str, Any]] = []
+    keys: list[dict[str, Any]] = []
+    for job_id, (index, values) in zip(ids, admitted, strict=True):
+        item = batch[index]
+        assert item.principal is not None
+        events += [event | {"job_id": job_id, "detail": {}} for event in service.born_events(item.now)]
+        body = read_of(UNSET | values | {"id": job_id}, item.principal)
+        outcomes[index] = JSONResponse(body, status_code=201)
+        if item.idem.key is not None:
+            keys.append(
+                {
+                    "user_id": item.principal.user_id,
+                    "key": item.idem.key,
+                    "fingerprint": item.idem.fingerprint,
+                    "status_code": 201,
+                    "response_body": json.dumps(body, ensure_ascii=False),
+                    "redacted": False,
+                    "created_at": item.now,
+                }
+            )
+    # Core inserts: the ORM's bulk path would send one statement per row here.
+    session.execute(insert(JobEvent.__table__), events)
+    if keys:
+        session.execute(insert(IdempotencyRecord.__table__), keys)
+
+
+def _repeat_in_batch(
+    item: Submission,
+    batch: list[Submission],
+    outcomes: list[Outcome | None],
+    first_of_key: dict[tuple[int, str], int],
+) -> Outcome:
+    """A retry that arrived in the same batch as its first try gets the first try's answer."""
+    assert item.principal is not None and item.idem.key is not None
+    first = first_of_key[(item.principal.user_id, item.idem.key)]
+    if batch[first].idem.fingerprint != item.idem.fingerprint:
+        return Conflict("idempotency.key-reused", key=item.idem.key)
+    answer = outcomes[first]
+    if isinstance(answer, JSONResponse):
+        return JSONResponse(json.loads(answer.body), status_code=answer.status_code, headers=REPLAYED)
+    return answer if answer is not None else RuntimeError("no outcome")
