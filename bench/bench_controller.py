@@ -76,6 +76,7 @@ def prepare(url: str, data_dir: Path, jobs: int, seed: int = 11) -> Settings:
                 submitted_at=submitted,
                 reason_params={},
                 card_seconds=0,
+                hold_fen=0,  # funded without a hold: the bench measures scheduling, not settlement
             )
             job.events = [
                 JobEvent(at=submitted, to_state=JobState.QUEUED, attempt=0, cause="admitted", detail={})

@@ -57,6 +57,8 @@ def setup(url: str, data_dir: Path) -> tuple[dict[str, str], str, int]:
     created = json.loads(
         cli(env, "--json", "tokens", "create", "--user-id", str(admin["id"]), "--name", "bench")
     )
+    # Enough money for every submission of the run to be held on the wallet (¥1 billion).
+    cli(env, "money", "top-up", str(admin["org_id"]), "1000000000", "--reason", "benchmark funds")
     return env, created["token"], admin["org_id"]
 
 

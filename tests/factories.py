@@ -46,10 +46,17 @@ def pool(api: Any, site_id: int, **fields: Any) -> dict[str, Any]:
     return api.post("/pools", body | fields)
 
 
-def org(api: Any, **fields: Any) -> dict[str, Any]:
+FUNDS_FEN = 100_000_000  # ¥1,000,000: every test organisation can pay for what the tests run
+
+
+def org(api: Any, funds_fen: int = FUNDS_FEN, **fields: Any) -> dict[str, Any]:
+    """A tenant organisation, its wallet topped up with `funds_fen` (0: an empty wallet)."""
     n = next(_seq)
     body = {"credit_code": credit_code(), "name": f"Org {n}", "kind": "enterprise", "is_sme": True}
-    return api.post("/orgs", body | fields)
+    created = api.post("/orgs", body | fields)
+    if funds_fen:
+        api.post(f"/orgs/{created['id']}/top-ups", {"amount_fen": funds_fen, "reason": "test funds"})
+    return dict(created)
 
 
 def user(api: Any, **fields: Any) -> dict[str, Any]:

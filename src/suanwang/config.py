@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,8 +39,16 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     # Run the controller inside `suanwang serve` (off for API-only workers beside a separate controller).
     serve_controller: bool = True
+    # Money: the platform's fee on every charge in basis points (500 = 5 %), the billing increment
+    # (each usage record's seconds are rounded up to it), and what happens to a job whose tenant's
+    # wallet cannot hold its maximum cost: refused with 402 ("reject") or kept waiting ("queue").
+    platform_fee_bp: int = Field(default=500, ge=0, le=10_000)
+    billing_increment_s: int = Field(default=1, ge=1, le=86_400)
+    unfunded: Literal["reject", "queue"] = "reject"
     # Most job submissions one transaction takes (group commit; 1 = each submission commits alone).
     submit_batch: int = Field(default=500, ge=1, le=5000)
+    # How long the intake writer waits for more submissions before it writes a batch (milliseconds).
+    submit_gather_ms: float = Field(default=3.0, ge=0, le=100)
 
     @field_validator("lang")
     @classmethod

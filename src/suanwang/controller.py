@@ -50,8 +50,10 @@ from suanwang.jobs import lifecycle, snapshot
 from suanwang.jobs.lifecycle import JobState
 from suanwang.jobs.models import Job, Launch, Reservation
 from suanwang.jobs.service import policy_for, transition
+from suanwang.ledger import store as ledger
 from suanwang.metering import service as metering
 from suanwang.scheduler import Classification, Place, Wait, schedule
+from suanwang.settlement import service as settlement
 from suanwang.supply.models import Pool, SecurityZone, Site
 from suanwang.timeutil import utcnow
 
@@ -169,6 +171,8 @@ class CycleReport:
     waiting: int = 0
     cancelled: int = 0
     preempted: int = 0
+    funded: int = 0  # jobs that were waiting for funds and are now held
+    expired_holds: int = 0
     unhealthy_sites: list[int] = field(default_factory=list)
     # Where the cycle's time went (the controller benchmark reads these).
     observe_ms: float = 0.0
@@ -232,6 +236,8 @@ class Controller:
         started = time.perf_counter()
         self.cancels(report)
         report.cancel_ms = _ms_since(started)
+        self.fund_waiting(report)
+        self.expire_holds(report)
         self.schedule_and_dispatch(report)
         return report
 
@@ -429,10 +435,8 @@ class Controller:
         card_seconds = seen.card_seconds if seen.cards == job.cards else None
         if card_seconds is None:
             card_seconds = round(job.cards * max(0.0, (seen.ended_at - seen.started_at).total_seconds()))
-        launch.card_seconds = card_seconds
-        job.card_seconds = (job.card_seconds or 0) + card_seconds
         session.flush()
-        metering.record(
+        usage = metering.record(
             session,
             launch_id=launch.id,
             job_id=job.id,
@@ -444,7 +448,11 @@ class Controller:
             card_seconds=card_seconds,
             source=self._site_kind(session, launch.pool_id),
             now=now,
+            external_id=launch.handle,
         )
+        # One truth per launch: a provider's agent may have reported it first (metering ingestion).
+        launch.card_seconds = usage.card_seconds
+        job.card_seconds = (job.card_seconds or 0) + usage.card_seconds
 
     def _site_kind(self, session: Session, pool_id: int) -> str:
         pool = session.get_one(Pool, pool_id)
@@ -495,6 +503,47 @@ class Controller:
             session.commit()
 
     # --- schedule and dispatch -------------------------------------------------------------------
+
+    def fund_waiting(self, report: CycleReport) -> None:
+        """Jobs kept waiting for funds (SUANWANG_UNFUNDED=queue): try their holds again, oldest first."""
+        now = self.clock()
+        with self.sessions() as session:
+            waiting = list(
+                session.scalars(
+                    select(Job)
+                    .where(
+                        Job.state == JobState.QUEUED,
+                        Job.hold_fen.is_(None),
+                        Job.cancel_requested_at.is_(None),
+                    )
+                    .order_by(Job.submitted_at, Job.id)
+                    .limit(self.settings.controller_batch)
+                )
+            )
+            if not waiting:
+                return
+            pools = snapshot.admission_pools(session, now=now, local_regions=self.settings.local_region_set)
+            holds = [
+                settlement.Hold(
+                    job.id, job.org_id, settlement.hold_amount(snapshot.queued_job(job), pools, self.policy)
+                )
+                for job in waiting
+            ]
+            for job, hold, answer in zip(
+                waiting, holds, settlement.place_holds(session, holds, now), strict=True
+            ):
+                if answer is None:
+                    job.hold_fen, job.reason_code, job.reason_params = hold.amount_fen, None, {}
+                    report.funded += 1
+                else:
+                    job.reason_code, job.reason_params = "waiting-funds", dict(answer.params)
+            session.commit()
+
+    def expire_holds(self, report: CycleReport) -> None:
+        """Release ledger holds past their timeout (job holds have none; other holds may)."""
+        with self.sessions() as session:
+            report.expired_holds = len(ledger.expire_pending(session, now=self.clock()))
+            session.commit()
 
     def schedule_and_dispatch(self, report: CycleReport) -> None:
         now = self.clock()

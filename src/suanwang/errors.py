@@ -28,6 +28,10 @@ class DomainError(Exception):
     def title(self, lang: str) -> str:
         return t(self.title_key, lang)
 
+    def extra(self, lang: str) -> dict[str, Any]:
+        """More members of the problem body (RFC 9457 extension members), in `lang`; none by default."""
+        return {}
+
 
 class Invalid(DomainError):
     status = 422
@@ -57,6 +61,11 @@ class Conflict(DomainError):
 class PayloadTooLarge(DomainError):
     status = 413
     title_key = "problem.too-large"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    title_key = "problem.unsupported-media-type"
 
 
 class Unavailable(DomainError):

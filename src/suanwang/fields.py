@@ -63,6 +63,10 @@ ShortName = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_no_control_characters),
 ]
+# Ids given by other systems (CloudEvent ids and sources, Slurm job ids): kept exactly as sent.
+ExternalId = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_control_characters)
+]
 Login = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")]
 Division = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
 Email = Annotated[

@@ -16,6 +16,18 @@ def yuan_to_fen(yuan: int) -> int:
     return yuan * FEN_PER_YUAN
 
 
+def parse_yuan(text: str) -> int | None:
+    """'1200', '1200.5', '¥1,200.50' → fen, exactly (no float); None if it is not such an amount.
+    A minus sign is allowed; more than two decimals is not (there is no smaller unit than the fen)."""
+    value = text.strip().replace(",", "").replace("¥", "").replace("￥", "")
+    sign = -1 if value.startswith("-") else 1
+    value = value.lstrip("+-")
+    whole, dot, cents = value.partition(".")
+    if not whole.isdigit() or (dot and not (cents.isdigit() and len(cents) <= 2)):
+        return None
+    return sign * (int(whole) * FEN_PER_YUAN + int((cents or "0").ljust(2, "0")))
+
+
 def format_fen(amount_fen: int) -> str:
     """12345 -> '¥123.45' without any float arithmetic."""
     sign = "-" if amount_fen < 0 else ""

@@ -78,11 +78,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.session_factory = session_factory(engine)
     from suanwang.jobs.intake import SubmitIntake
 
-    app.state.intake = SubmitIntake(app.state.session_factory, settings, settings.submit_batch)
+    app.state.intake = SubmitIntake(
+        app.state.session_factory, settings, settings.submit_batch, settings.submit_gather_ms / 1000
+    )
     problems.install(app)
 
     from suanwang.catalog.api import router as catalog_router
     from suanwang.jobs.api import router as jobs_router
+    from suanwang.metering.api import router as metering_router
+    from suanwang.settlement.api import router as money_router
     from suanwang.supply.api import router as supply_router
     from suanwang.tenants.api import router as tenants_router
     from suanwang.web.pages import router as web_router
@@ -91,7 +95,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for router in (catalog_router, supply_router, tenants_router, jobs_router):
+    routers = (catalog_router, supply_router, tenants_router, jobs_router, metering_router, money_router)
+    for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(web_router)
     return app

@@ -37,6 +37,13 @@ VALIDATION_KEYS = {
     "bool_parsing": "validation.bool",
     "not_null": "validation.not-null",
     "control_character": "validation.control",
+    "literal_error": "validation.literal",
+    "string_type": "validation.string",
+    "model_type": "validation.object",
+    "dict_type": "validation.object",
+    "datetime_parsing": "validation.datetime",
+    "datetime_from_date_parsing": "validation.datetime",
+    "datetime_type": "validation.datetime",
 }
 
 
@@ -65,8 +72,9 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
 
 
-def _field_error(error: dict[str, Any], lang: str) -> dict[str, Any]:
-    loc = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
+def field_error(error: dict[str, Any], lang: str, *, skip: int = 0) -> dict[str, Any]:
+    """One pydantic error as {field, type, message} in `lang`; `skip` drops leading parts of its location."""
+    loc = [str(part) for part in error.get("loc", ())[skip:] if part not in ("body",)]
     field = ".".join(loc) or "body"
     ctx = {k: v for k, v in (error.get("ctx") or {}).items() if isinstance(v, str | int | float)}
     key = VALIDATION_KEYS.get(error.get("type", ""))
@@ -82,13 +90,18 @@ def install(app: FastAPI) -> None:
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         lang = lang_of(request)
         return problem(
-            request, status=exc.status, code=exc.code, title=exc.title(lang), detail=exc.message(lang)
+            request,
+            status=exc.status,
+            code=exc.code,
+            title=exc.title(lang),
+            detail=exc.message(lang),
+            **exc.extra(lang),
         )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         lang = lang_of(request)
-        errors = [_field_error(e, lang) for e in exc.errors()]
+        errors = [field_error(e, lang) for e in exc.errors()]
         detail = "; ".join(e["message"] for e in errors[:3])
         return problem(
             request,

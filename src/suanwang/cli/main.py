@@ -13,8 +13,10 @@ import typer
 from suanwang.cli import output
 from suanwang.cli.client import ApiError, Client, ConnectionFailed
 from suanwang.cli.jobs import jobs_app, reservations_app
-from suanwang.cli.output import Column, fen, joined, number, shanghai_time, show, yes_no
+from suanwang.cli.money import money_app
+from suanwang.cli.output import TIME_FORMATS, Column, fen, joined, number, shanghai_time, show, yes_no
 from suanwang.cli.sim import sim_app
+from suanwang.cli.usage import usage_app
 from suanwang.config import Settings, get_settings
 from suanwang.i18n import normalize_lang
 from suanwang.supply.models import BackendKind, Phase, ProviderKind, SecurityZone
@@ -110,6 +112,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(reservations_app, name="reservations")
+app.add_typer(money_app, name="money")
+app.add_typer(usage_app, name="usage")
 
 
 @db_app.command("upgrade")
@@ -558,7 +562,6 @@ def pools_update(
 add_show_and_retire(pools_app, "/pools", POOL_COLUMNS, "pool")
 
 PoolArg = Annotated[int, typer.Argument(metavar="POOL_ID", help="The pool's id.")]
-TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 TIME_HELP = "Time; a date or time without zone is read in Asia/Shanghai."
 TimeOpt = Annotated[datetime | None, typer.Option(formats=TIME_FORMATS, help=TIME_HELP)]
 

@@ -19,6 +19,8 @@ console = Console(width=None if sys.stdout.isatty() else 250, soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 Column = tuple[str, str, Callable[[Any], str] | None]  # (field, header, formatter)
+# What time options accept; a date or time without a zone is read in Asia/Shanghai.
+TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 
 
 def shanghai_time(value: Any) -> str:

@@ -3,7 +3,8 @@
 from suanwang.api.idempotency import IdempotencyRecord
 from suanwang.db.meta import PlatformMeta
 from suanwang.jobs.models import Job, JobEvent, Launch, Reservation
-from suanwang.metering.models import UsageRecord
+from suanwang.ledger.models import LedgerAccount, LedgerPendingExpiry, LedgerTransfer
+from suanwang.metering.models import SeenEvent, UsageRecord
 from suanwang.supply.models import Pool, Provider, RateCard, Site
 from suanwang.tenants.models import ApiToken, Organisation, User
 
@@ -13,12 +14,16 @@ __all__ = [
     "Job",
     "JobEvent",
     "Launch",
+    "LedgerAccount",
+    "LedgerPendingExpiry",
+    "LedgerTransfer",
     "Organisation",
     "PlatformMeta",
     "Pool",
     "Provider",
     "RateCard",
     "Reservation",
+    "SeenEvent",
     "Site",
     "UsageRecord",
     "User",

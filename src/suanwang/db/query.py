@@ -70,7 +70,8 @@ def get_or_404(session: Session, model: type[T], object_id: int, *, what: str) -
 
 def among(session: Session, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
     """`column IN values` whose SQL text does not change with the number of values on PostgreSQL
-    (`= ANY(array)`), so the statement is parsed and planned once, not once per list length."""
+    (`= ANY(array)`), so the statement is parsed once, not once per list length (and planned for
+    each execution: see db/session.py)."""
     items = list(values)
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, items, type_=ARRAY(column.type)))

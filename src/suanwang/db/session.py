@@ -31,7 +31,14 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # Plan every statement for the tables as they are now: psycopg prepares statements it sees often,
+    # and PostgreSQL's generic plan for one, made while a table was small, stays a sequential scan as
+    # the table grows (measured: a ledger batch went from milliseconds to seconds). Planning each time
+    # costs a little on the largest ledger batches (docs/benchmarks.md).
+    options = "-c plan_cache_mode=force_custom_plan"
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args={"options": options}
+    )
 
 
 @lru_cache(maxsize=8)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from suanwang import catalog
 from suanwang.config import Settings
 from suanwang.db.session import engine_for, session_scope, upgrade
+from suanwang.settlement import funds
 from suanwang.supply import service as supply
 from suanwang.supply.models import Pool, Provider, RateCard, Site
 from suanwang.supply.schemas import PoolCreate, ProviderCreate, RateCardCreate, SiteCreate
@@ -26,6 +27,7 @@ from suanwang.tenants.access import Principal
 from suanwang.tenants.models import Organisation, Role, User
 from suanwang.tenants.schemas import OrgCreate, UserCreate
 from suanwang.timeutil import SHANGHAI, utcnow
+from suanwang.units import yuan_to_fen
 
 TOKEN_FILE = "demo-regulator.token"
 SIMULATED_TIME_SCALE = 0.01
@@ -41,6 +43,9 @@ class DemoResult:
         kinds = sorted(set(self.created) | set(self.existing))
         parts = [f"{kind} {self.created[kind]} new / {self.existing[kind]} kept" for kind in kinds]
         return "; ".join(parts)
+
+
+DEMO_WALLET_YUAN = 500_000
 
 
 def demo_data() -> dict[str, Any]:
@@ -168,6 +173,15 @@ class _Loader:
         if org is None:
             fields = {k: data[k] for k in OrgCreate.model_fields if k in data}
             org = tenants.create_org(session=self.session, principal=self.principal, data=OrgCreate(**fields))
+            # Demo tenants start with money in their wallets, as if they had paid the platform.
+            funds.top_up(
+                self.session,
+                principal=self.principal,
+                org_id=org.id,
+                amount_fen=yuan_to_fen(data.get("wallet_yuan", DEMO_WALLET_YUAN)),
+                reason="demo opening balance",
+                now=self.now,
+            )
         if "admin" in data:
             self.user(data["admin"], Role.TENANT_ADMIN, org_id=org.id)
 

@@ -19,13 +19,14 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +39,8 @@ from suanwang.api.idempotency import (
     run_create,
 )
 from suanwang.config import Settings
+from suanwang.db.bulk import insert_many
+from suanwang.db.ids import allocate_ids
 from suanwang.db.query import among
 from suanwang.errors import Conflict, DomainError
 from suanwang.jobs import service, snapshot
@@ -62,9 +65,17 @@ UNSET = {
     "exit_code": None,
     "card_seconds": 0,
     "est_cost_fen": None,
+    "charged_fen": None,
 }
 
 Outcome = JSONResponse | BaseException
+
+
+class EncodedJSON(JSONResponse):
+    """A JSON response from text already encoded (the same text is stored for idempotent replays)."""
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else super().render(content)
 
 
 @dataclass(slots=True)
@@ -89,11 +100,16 @@ class SubmitIntake:
     """The writer of one server process: `await submit(...)` from any request; batches form by themselves."""
 
     def __init__(
-        self, session_factory: Callable[[], Session], settings: Settings, max_batch: int = MAX_BATCH
+        self,
+        session_factory: Callable[[], Session],
+        settings: Settings,
+        max_batch: int = MAX_BATCH,
+        gather_s: float = 0.0,
     ) -> None:
         self._session_factory = session_factory
         self._settings = settings
         self._max_batch = max_batch
+        self._gather_s = gather_s
         self._queue: queue.SimpleQueue[Submission | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -138,9 +154,12 @@ class SubmitIntake:
             if first is None:
                 return
             batch = [first]
+            # Group commit's window: wait a moment for the callers just answered to send their next
+            # submission, so a batch holds most of the concurrent callers, not half of them.
+            deadline = time.monotonic() + self._gather_s
             while len(batch) < self._max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is None:
@@ -234,6 +253,7 @@ def write_batch(session: Session, settings: Settings, batch: list[Submission]) -
     pools = snapshot.admission_pools(
         session, now=max(i.now for i in batch), local_regions=settings.local_region_set
     )
+    policy = service.policy_for(settings)
 
     admitted: list[tuple[int, dict[str, Any]]] = []
     first_of_key: dict[tuple[int, str], int] = {}
@@ -252,7 +272,7 @@ def write_batch(session: Session, settings: Settings, batch: list[Submission]) -
                 first_of_key[pair] = index
             org = service.check_org_open(orgs.get(owners[index]), owners[index])
             values = service.prepare_job(
-                principal=principal, org=org, data=item.data, pools=pools, now=item.now
+                principal=principal, org=org, data=item.data, pools=pools, policy=policy, now=item.now
             )
         except DomainError as exc:
             outcomes[index] = exc
@@ -261,11 +281,33 @@ def write_batch(session: Session, settings: Settings, batch: list[Submission]) -
         admitted.append((index, values | {"created_at": stamp, "updated_at": stamp}))
 
     if admitted:
-        _insert(session, batch, admitted, outcomes)
+        _insert(session, batch, _funded(session, settings, batch, admitted, outcomes), outcomes)
     for index, item in enumerate(batch):
         if outcomes[index] is None:
             outcomes[index] = _repeat_in_batch(item, batch, outcomes, first_of_key)
     return [outcome if outcome is not None else RuntimeError("no outcome") for outcome in outcomes]
+
+
+def _funded(
+    session: Session,
+    settings: Settings,
+    batch: list[Submission],
+    admitted: list[tuple[int, dict[str, Any]]],
+    outcomes: list[Outcome | None],
+) -> list[tuple[int, dict[str, Any]]]:
+    """Ids for the admitted jobs and their holds on the wallets (one ledger batch); a job the wallet
+    cannot cover gets its 402 here and is not stored (unless unfunded jobs are kept to wait)."""
+    ids = allocate_ids(session, Job, len(admitted))
+    funded = service.fund(
+        session, settings, [(i, v) for i, (_, v) in zip(ids, admitted, strict=True)], batch[0].now
+    )
+    kept: list[tuple[int, dict[str, Any]]] = []
+    for job_id, (index, _), answer in zip(ids, admitted, funded, strict=True):
+        if isinstance(answer, DomainError):
+            outcomes[index] = answer
+        else:
+            kept.append((index, answer | {"id": job_id}))
+    return kept
 
 
 def _insert(
@@ -275,18 +317,20 @@ def _insert(
     outcomes: list[Outcome | None],
 ) -> None:
     """One INSERT each for the jobs, their histories and the idempotency records of the batch."""
-    jobs = Job.__table__
-    ids = session.scalars(
-        insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), [values for _, values in admitted]
-    ).all()
+    if not admitted:
+        return
+    # The ids were allocated before (the holds name them): a plain executemany, one prepared statement
+    # (a multi-row INSERT … RETURNING has a new SQL text for every batch size, costly to parse).
+    insert_many(session, Job.__table__, _same_keys([values for _, values in admitted]))
+    ids = [values["id"] for _, values in admitted]
     events: list[dict[str, Any]] = []
     keys: list[dict[str, Any]] = []
     for job_id, (index, values) in zip(ids, admitted, strict=True):
         item = batch[index]
         assert item.principal is not None
         events += [event | {"job_id": job_id, "detail": {}} for event in service.born_events(item.now)]
-        body = read_of(UNSET | values | {"id": job_id}, item.principal)
-        outcomes[index] = JSONResponse(body, status_code=201)
+        text = json.dumps(read_of(UNSET | values | {"id": job_id}, item.principal), ensure_ascii=False)
+        outcomes[index] = EncodedJSON(text.encode(), status_code=201)
         if item.idem.key is not None:
             keys.append(
                 {
@@ -294,15 +338,15 @@ def _insert(
                     "key": item.idem.key,
                     "fingerprint": item.idem.fingerprint,
                     "status_code": 201,
-                    "response_body": json.dumps(body, ensure_ascii=False),
+                    "response_body": text,
                     "redacted": False,
                     "created_at": item.now,
                 }
             )
     # Core inserts: the ORM's bulk path would send one statement per row here.
-    session.execute(insert(JobEvent.__table__), events)
+    insert_many(session, JobEvent.__table__, events)
     if keys:
-        session.execute(insert(IdempotencyRecord.__table__), keys)
+        insert_many(session, IdempotencyRecord.__table__, keys)
 
 
 def _repeat_in_batch(
@@ -320,3 +364,10 @@ def _repeat_in_batch(
     if isinstance(answer, JSONResponse):
         return JSONResponse(json.loads(answer.body), status_code=answer.status_code, headers=REPLAYED)
     return answer if answer is not None else RuntimeError("no outcome")
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with one set of columns (a job kept waiting for funds has reason columns the others lack)."""
+    names = {name for row in rows for name in row}
+    defaults = {"reason_code": None}
+    return [{name: row.get(name, defaults.get(name)) for name in names} for row in rows]

@@ -58,6 +58,10 @@ class Job(IdMixin, TimestampsMixin, Base):
     exit_code: Mapped[int | None] = mapped_column()
     card_seconds: Mapped[int] = mapped_column(BigInteger, default=0)  # over all attempts
     est_cost_fen: Mapped[int | None] = mapped_column(BigInteger)
+    # Money: the maximum cost held on the tenant's wallet at admission (None: not funded yet) and
+    # what the job was charged when it ended (settlement/service.py).
+    hold_fen: Mapped[int | None] = mapped_column(BigInteger)
+    charged_fen: Mapped[int | None] = mapped_column(BigInteger)
 
     events: Mapped[list[JobEvent]] = relationship(back_populates="job", order_by="JobEvent.id")
     launches: Mapped[list[Launch]] = relationship(back_populates="job", order_by="Launch.attempt")

@@ -152,6 +152,8 @@ class JobRead(BaseModel):
     exit_code: int | None
     card_seconds: int
     est_cost_fen: int | None
+    hold_fen: int | None = Field(description="the maximum cost held on the wallet at admission")
+    charged_fen: int | None = Field(description="what the job was charged when it ended")
     created_at: datetime
     updated_at: datetime
 

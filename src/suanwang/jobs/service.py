@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from suanwang import catalog
 from suanwang.config import Settings
+from suanwang.db.ids import allocate_ids
 from suanwang.db.query import Page, PageRequest, get_or_404, page
 from suanwang.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from suanwang.i18n import t
@@ -28,6 +29,7 @@ from suanwang.jobs.models import Job, JobEvent, Launch, Reservation
 from suanwang.jobs.schemas import JobCreate, JobSpec, QuoteRead, QuoteRow, ReservationCreate
 from suanwang.scheduler import Classification, Policy, PoolState, QueuedJob, quote
 from suanwang.scheduler.constraints import violation
+from suanwang.settlement import service as settlement
 from suanwang.supply.models import Pool, Site
 from suanwang.tenants.access import Principal, require_role
 from suanwang.tenants.models import Organisation, OrgKind, Role
@@ -62,6 +64,9 @@ def transition(
     current = job.state
     lifecycle.check(current, target)
     job.state = target
+    if target.terminal:
+        session.flush()  # the usage records of its last launch, for rating
+        settlement.settle_job(session, job, at)
     session.add(
         JobEvent(
             job_id=job.id,
@@ -195,12 +200,15 @@ def prepare_job(
     org: Organisation,
     data: JobCreate,
     pools: Sequence[PoolState],
+    policy: Policy,
     now: datetime,
 ) -> dict[str, Any]:
-    """Admission of one submission (pure): the new job's column values, or a DomainError saying why not."""
+    """Admission of one submission (pure): the new job's column values, or a DomainError saying why not.
+    `hold_fen` is the most it can cost, to be held on the tenant's wallet (settlement.place_holds)."""
     spec = _normalized(data)
     _check_priority(principal, org, spec)
     check_admission(pools, spec, org.id, now)
+    hold = settlement.hold_amount(_as_queued(spec, org.id, now), pools, policy)
     values = spec.model_dump(exclude={"org_id", "priority"})
     # Born queued: `born_events` records both steps in its history.
     lifecycle.check(JobState.SUBMITTED, JobState.QUEUED)
@@ -212,6 +220,7 @@ def prepare_job(
         "attempt": 0,
         "submitted_at": now,
         "reason_params": {},
+        "hold_fen": hold,
     }
 
 
@@ -234,11 +243,38 @@ def submit(
 ) -> Job:
     org = _owner_org(session, principal, data.org_id)
     pools = snapshot.admission_pools(session, now=now, local_regions=settings.local_region_set)
-    job = Job(**prepare_job(principal=principal, org=org, data=data, pools=pools, now=now))
+    values = prepare_job(
+        principal=principal, org=org, data=data, pools=pools, policy=policy_for(settings), now=now
+    )
+    job_id = allocate_ids(session, Job, 1)[0]
+    values = fund(session, settings, [(job_id, values)], now)[0]
+    if isinstance(values, DomainError):
+        raise values
+    job = Job(id=job_id, **values)
     job.events = [JobEvent(**event, detail={}) for event in born_events(now)]
     session.add(job)
     session.flush()  # one INSERT round for the job and its events
     return job
+
+
+def fund(
+    session: Session, settings: Settings, jobs: Sequence[tuple[int, dict[str, Any]]], now: datetime
+) -> list[dict[str, Any] | DomainError]:
+    """Hold each admitted job's maximum cost on its wallet (one ledger batch). A job the wallet cannot
+    cover is refused (402) or, with SUANWANG_UNFUNDED=queue, kept unfunded to wait for a top-up."""
+    holds = [settlement.Hold(job_id, values["org_id"], values["hold_fen"]) for job_id, values in jobs]
+    answers = settlement.place_holds(session, holds, now)
+    funded: list[dict[str, Any] | DomainError] = []
+    for (_, values), answer in zip(jobs, answers, strict=True):
+        if answer is None:
+            funded.append(values)
+        elif settings.unfunded == "queue":
+            funded.append(
+                values | {"hold_fen": None, "reason_code": "waiting-funds", "reason_params": answer.params}
+            )
+        else:
+            funded.append(answer)
+    return funded
 
 
 def quote_job(

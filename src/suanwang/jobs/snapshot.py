@@ -271,6 +271,7 @@ def build(
                 Job.state == JobState.QUEUED,
                 Job.cancel_requested_at.is_(None),
                 or_(Job.not_before.is_(None), Job.not_before <= now),
+                Job.hold_fen.is_not(None),  # funded: its maximum cost is held on the wallet
             )
             .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
             .limit(limit)

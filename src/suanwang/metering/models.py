@@ -24,5 +24,28 @@ class UsageRecord(IdMixin, Base):
     started_at: Mapped[datetime] = mapped_column()
     ended_at: Mapped[datetime] = mapped_column(index=True)
     card_seconds: Mapped[int] = mapped_column(BigInteger)
-    source: Mapped[str] = mapped_column(String(16))  # the backend kind that reported it
+    # Who reported it: the backend kind the controller observed ("slurm", "ray", …), or "event" when a
+    # provider reported it through POST /metering/events (its CloudEvent is in metering_seen_events).
+    source: Mapped[str] = mapped_column(String(16))
+    # The backend's own id of the run (Slurm job id, Ray submission id, the agent's id), for audits.
+    external_id: Mapped[str | None] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column()
+
+
+class SeenEvent(IdMixin, Base):
+    """The (source, id) of every usage CloudEvent processed, so a retried event changes nothing.
+
+    Written in the same transaction as the usage record it produced: a mark without its record (or a
+    record without its mark) would lose or double an event after a crash.
+    """
+
+    __tablename__ = "metering_seen_events"
+    __table_args__ = (UniqueConstraint("source", "event_id"),)
+
+    source: Mapped[str] = mapped_column(String(200))
+    event_id: Mapped[str] = mapped_column(String(200))
+    # "recorded" (it made the record) or "already-metered" (the launch had one already).
+    outcome: Mapped[str] = mapped_column(String(16))
+    # The usage record of the event's launch: the one it made, or the one that was there before it.
+    usage_record_id: Mapped[int | None] = mapped_column(ForeignKey("usage_records.id"))
+    seen_at: Mapped[datetime] = mapped_column()
