@@ -16,7 +16,7 @@ from suanwang.jobs.models import Job
 from suanwang.ledger import store as ledger
 from suanwang.ledger.models import LedgerAccount
 from suanwang.metering.models import UsageRecord
-from suanwang.timeutil import utcnow
+from suanwang.timeutil import SHANGHAI, utcnow
 from tests import factories, jobs_world
 from tests.helpers import assert_problem
 from tests.jobs_world import ExecWorld, state_is
@@ -384,4 +384,51 @@ def test_the_controller_releases_expired_holds(ew: ExecWorld, clean_engine: Engi
         later.backends.close()
     assert report.expired_holds == 1
     assert wallet(ew.tenant, ew.org["id"])["held_fen"] == 0
+    assert invariants(clean_engine) == []
+
+
+def test_usage_reported_after_settlement_is_charged_late(ew: ExecWorld, clean_engine: Engine) -> None:
+    """A provider's agent reports an earlier attempt after the job was settled: it is charged then,
+    from the wallet, and paid to the provider — metered usage never goes unbilled."""
+    from suanwang.jobs.models import Launch
+    from tests.metering_support import CLOUDEVENTS_BATCH, event
+
+    job = sim_job(ew)
+    end = utcnow() - timedelta(minutes=10)
+    with session_scope(clean_engine) as session:
+        session.add(
+            Launch(
+                job_id=job["id"],
+                attempt=0,
+                pool_id=ew.sim_pool["id"],
+                name=f"late-{job['id']}",
+                remote_state="lost",
+                recorded_at=end - timedelta(hours=1),
+                closed=True,
+            )
+        )
+    settled = ew.tenant.post(f"/jobs/{job['id']}/cancel", expect=200)
+    assert settled["charged_fen"] == 0
+    before = wallet(ew.tenant, ew.org["id"])["balance_fen"]
+
+    operator = factories.user(ew.regulator, role="provider_operator", provider_id=ew.sim_site["provider_id"])
+    agent = ew.regulator.as_(factories.token_for(ew.regulator, operator["id"]))
+    report = agent.post(
+        "/metering/events",
+        json=[event(f"late-{job['id']}", started_at=end - timedelta(hours=1), ended_at=end, cards=8)],
+        headers=CLOUDEVENTS_BATCH,
+        expect=200,
+    )
+    assert report["recorded"] == 1
+    charged = ew.tenant.get(f"/jobs/{job['id']}")["charged_fen"]
+    assert charged == 8 * PRICE  # 8 card-hours
+    assert wallet(ew.tenant, ew.org["id"])["balance_fen"] == before - charged
+    fee = (charged * 500 + 5000) // 10000
+    provider_id = ew.sim_site["provider_id"]
+    assert account(clean_engine, f"provider/{provider_id}/payable").credits_posted == charged - fee
+    month = utcnow().astimezone(SHANGHAI).strftime("%Y-%m")
+    statement = ew.regulator.get(f"/providers/{provider_id}/statements/{month}")
+    assert statement["net_fen"] == charged - fee and statement["gross_fen"] == charged
+    invoice = ew.tenant.get(f"/orgs/{ew.org['id']}/invoices/{month}")
+    assert sum(line["amount_fen"] for line in invoice["lines"]) == invoice["total_fen"] == charged
     assert invariants(clean_engine) == []

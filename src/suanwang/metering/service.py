@@ -252,6 +252,10 @@ def ingest(*, session: Session, principal: Principal, events: list[Any], now: da
         for outcome in first_of.values()
     ]
     _mark_seen(session, marks)
+    # A report that comes after its job was settled is charged now (nothing metered goes unbilled).
+    from suanwang.settlement.service import settle_late_usage
+
+    settle_late_usage(session, [metered[r["launch_id"]] for r in new_records], now)
     # Paired with the checks above: every event is answered, and one record per recorded event.
     assert len(report.results) == len(events)
     assert report.count(RECORDED) == len(new_records)

@@ -189,8 +189,71 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
 
     The fee and the billing increment are the process's settings (SUANWANG_PLATFORM_FEE_BP,
     SUANWANG_BILLING_INCREMENT_S): every path that ends a job — controller, API, CLI — settles alike."""
-    settings = get_settings()
-    charge = rate_job(session, job.id, settings.billing_increment_s)
+    charge = rate_job(session, job.id, get_settings().billing_increment_s)
+    held = job.hold_fen or 0
+    from_hold = min(charge.total_fen, held)
+    first: list[TransferSpec] = []
+    if held:
+        first.append(
+            TransferSpec(
+                id=f"job/{job.id}/{'charge' if from_hold else 'release'}",
+                debit_account_id=0,
+                credit_account_id=0,
+                amount=from_hold or None,
+                ledger="",
+                code="",
+                pending_id=hold_id(job.id),
+                post_pending=from_hold > 0,
+                void_pending=from_hold == 0,
+                linked=True,
+            )
+        )
+    _book(session, job, charge, first=first, over=charge.total_fen - from_hold, prefix="", now=now)
+    job.charged_fen = charge.total_fen
+
+
+def settle_late_usage(session: Session, usage_ids: Sequence[int], now: datetime) -> int:
+    """Usage a provider reported after its job was settled: charged on its own (rounded once per
+    record, half up), from the wallet or as arrears, and paid to the provider; ids
+    `job/<id>/late/<usage id>/…`. Returns how many records were charged."""
+    if not usage_ids:
+        return 0
+    increment = get_settings().billing_increment_s
+    late = session.execute(
+        select(UsageRecord, Job)
+        .join(Job, Job.id == UsageRecord.job_id)
+        .where(UsageRecord.id.in_(list(usage_ids)), Job.charged_fen.is_not(None))
+    ).all()
+    if not late:
+        return 0
+    cards = rate_cards(session, {record.pool_id for record, _ in late})
+    for record, job in late:
+        usage = Usage(record.cards, record.started_at, record.ended_at, record.card_seconds)
+        rated = rate([usage], cards.get(record.pool_id, []), increment)
+        charge = Charge(
+            by_pool={record.pool_id: rated.amount_exact},
+            card_seconds={record.pool_id: rated.card_seconds},
+            total_fen=rated.amount_fen,
+        )
+        _book(session, job, charge, first=[], over=charge.total_fen, prefix=f"late/{record.id}/", now=now)
+        job.charged_fen = (job.charged_fen or 0) + charge.total_fen
+    return len(late)
+
+
+def _book(
+    session: Session,
+    job: Job,
+    charge: Charge,
+    *,
+    first: list[TransferSpec],
+    over: int,
+    prefix: str,
+    now: datetime,
+) -> None:
+    """The transfers of a charge as one linked chain: `first` (the hold's post or release), `over`
+    taken from the wallet — or, when the wallet cannot pay, booked as arrears — and each pool's
+    share to its provider less the platform's fee."""
+    fee_bp = get_settings().platform_fee_bp
     rows = session.execute(
         select(Pool.id, Site.provider_id)
         .join(Site, Site.id == Pool.site_id)
@@ -211,7 +274,7 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
 
     def spec(suffix: str, debit: str, credit: str, amount: int, code: str) -> TransferSpec:
         return TransferSpec(
-            id=f"job/{job.id}/{suffix}",
+            id=f"job/{job.id}/{prefix}{suffix}",
             debit_account_id=accounts[debit].id,
             credit_account_id=accounts[credit].id,
             amount=amount,
@@ -221,28 +284,9 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
             linked=True,
         )
 
-    held = job.hold_fen or 0
-    from_hold = min(charge.total_fen, held)
-    over = charge.total_fen - from_hold
-    first: list[TransferSpec] = []
-    if held:
-        first.append(
-            TransferSpec(
-                id=f"job/{job.id}/{'charge' if from_hold else 'release'}",
-                debit_account_id=0,
-                credit_account_id=0,
-                amount=from_hold or None,
-                ledger="",
-                code="",
-                pending_id=hold_id(job.id),
-                post_pending=from_hold > 0,
-                void_pending=from_hold == 0,
-                linked=True,
-            )
-        )
     payouts: list[TransferSpec] = []
     for pool, share in sorted(charge.shares().items()):
-        fee = round_half_up(Fraction(share * settings.platform_fee_bp, BASIS_POINTS))
+        fee = round_half_up(Fraction(share * fee_bp, BASIS_POINTS))
         provider_key = chart.provider(providers[pool]).key
         if share - fee:
             payouts.append(
@@ -264,7 +308,6 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
     ]
     if failed:
         raise SettlementError(f"settling job {job.id}: {failed}")
-    job.charged_fen = charge.total_fen
 
 
 def _commit_chain(session: Session, specs: list[TransferSpec], now: datetime) -> list[TransferResult]:

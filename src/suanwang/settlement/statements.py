@@ -34,6 +34,8 @@ from suanwang.tenants.models import Organisation
 from suanwang.timeutil import SHANGHAI
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
+# A provider's share of a job's charge on one pool (late usage: `job/<id>/late/<usage>/pool/…`).
+PROVIDER_SHARE = re.compile(r"job/(\d+)/(?:late/\d+/)?pool/(\d+)/provider")
 CARD_HOUR_PLACES = Decimal("0.0001")
 
 
@@ -251,12 +253,12 @@ def statement(session: Session, provider_id: int, month: Month) -> Statement:
         for transfer in moved:
             if transfer.code == "payout" and transfer.debit_account_id == account.id:
                 payouts += transfer.amount
-            match = re.fullmatch(r"job/(\d+)/pool/(\d+)/provider", transfer.id)
+            match = PROVIDER_SHARE.fullmatch(transfer.id)
             if match and transfer.credit_account_id == account.id:
-                paid[(int(match.group(1)), int(match.group(2)))] = transfer.amount
-        for job_id, pool_id in paid:
-            fee = session.get(LedgerTransfer, f"job/{job_id}/pool/{pool_id}/fee")
-            fees[(job_id, pool_id)] = fee.amount if fee is not None else 0
+                key = (int(match.group(1)), int(match.group(2)))
+                paid[key] = paid.get(key, 0) + transfer.amount
+                fee = session.get(LedgerTransfer, transfer.id.removesuffix("provider") + "fee")
+                fees[key] = fees.get(key, 0) + (fee.amount if fee is not None else 0)
     job_ids = sorted({job_id for job_id, _ in paid})
     jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
     orgs = dict(
