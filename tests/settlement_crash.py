@@ -14,7 +14,7 @@ import os
 import random
 import signal
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from fractions import Fraction
 
 from sqlalchemy import Engine, create_engine, func, select, update
@@ -33,6 +33,42 @@ from suanwang.timeutil import utcnow
 FEE_BP = 500
 
 
+def add_ended_launch(
+    session: Session, job_id: int, pool_id: int, *, cards: int, seconds: int, end: datetime, attempt: int
+) -> int:
+    """An ended launch of the job with its usage record, as the controller writes them; card-seconds."""
+    start = end - timedelta(seconds=seconds)
+    launch = Launch(
+        job_id=job_id,
+        attempt=attempt,
+        pool_id=pool_id,
+        name=f"test-{job_id}-{attempt}",
+        remote_state="succeeded",
+        recorded_at=start,
+        started_at=start,
+        ended_at=end,
+        card_seconds=cards * seconds,
+        closed=True,
+    )
+    session.add(launch)
+    session.flush()
+    session.add(
+        UsageRecord(
+            launch_id=launch.id,
+            job_id=job_id,
+            org_id=session.get_one(Job, job_id).org_id,
+            pool_id=pool_id,
+            cards=cards,
+            started_at=start,
+            ended_at=end,
+            card_seconds=cards * seconds,
+            source="simulated",
+            recorded_at=end,
+        )
+    )
+    return cards * seconds
+
+
 def prepare_running(engine: Engine, job_ids: list[int], pool_id: int, rng: random.Random) -> dict[int, int]:
     """Give each (admitted, held) job an ended launch with usage and mark it running, as if the
     controller had seen it end but not yet recorded the end. Returns each job's card-seconds."""
@@ -40,41 +76,14 @@ def prepare_running(engine: Engine, job_ids: list[int], pool_id: int, rng: rando
     end = utcnow() - timedelta(minutes=5)
     with Session(engine) as session:
         for job_id in job_ids:
-            job = session.get_one(Job, job_id)
+            cards = session.get_one(Job, job_id).cards
             seconds = rng.randint(1, 3 * 3600)
-            start = end - timedelta(seconds=seconds)
-            launch = Launch(
-                job_id=job_id,
-                attempt=1,
-                pool_id=pool_id,
-                name=f"crash-{job_id}",
-                remote_state="succeeded",
-                recorded_at=start,
-                started_at=start,
-                ended_at=end,
-                card_seconds=job.cards * seconds,
-                closed=True,
-            )
-            session.add(launch)
-            session.flush()
-            session.add(
-                UsageRecord(
-                    launch_id=launch.id,
-                    job_id=job_id,
-                    org_id=job.org_id,
-                    pool_id=pool_id,
-                    cards=job.cards,
-                    started_at=start,
-                    ended_at=end,
-                    card_seconds=job.cards * seconds,
-                    source="simulated",
-                    recorded_at=end,
-                )
+            used[job_id] = add_ended_launch(
+                session, job_id, pool_id, cards=cards, seconds=seconds, end=end, attempt=1
             )
             session.execute(
                 update(Job).where(Job.id == job_id).values(state=JobState.RUNNING, attempt=1, pool_id=pool_id)
             )
-            used[job_id] = job.cards * seconds
         session.commit()
     return used
 

@@ -20,6 +20,7 @@ from suanwang.timeutil import SHANGHAI, utcnow
 from tests import factories, jobs_world
 from tests.helpers import assert_problem
 from tests.jobs_world import ExecWorld, state_is
+from tests.settlement_crash import add_ended_launch
 
 pytestmark = pytest.mark.db
 
@@ -202,38 +203,15 @@ def test_a_job_that_outruns_its_hold_pays_from_the_wallet_when_it_can(
 
 def _add_usage(engine: Engine, job_id: int, pool_id: int, *, cards: int, seconds: int) -> None:
     """An ended earlier attempt of the job with its usage record, as the controller writes them."""
-    from suanwang.jobs.models import Launch
-
-    end = utcnow() - timedelta(minutes=1)
-    start = end - timedelta(seconds=seconds)
     with session_scope(engine) as session:
-        launch = Launch(
-            job_id=job_id,
+        add_ended_launch(
+            session,
+            job_id,
+            pool_id,
+            cards=cards,
+            seconds=seconds,
+            end=utcnow() - timedelta(minutes=1),
             attempt=0,
-            pool_id=pool_id,
-            name=f"test-{job_id}-0",
-            remote_state="succeeded",
-            recorded_at=start,
-            started_at=start,
-            ended_at=end,
-            card_seconds=cards * seconds,
-            closed=True,
-        )
-        session.add(launch)
-        session.flush()
-        session.add(
-            UsageRecord(
-                launch_id=launch.id,
-                job_id=job_id,
-                org_id=session.get_one(Job, job_id).org_id,
-                pool_id=pool_id,
-                cards=cards,
-                started_at=start,
-                ended_at=end,
-                card_seconds=cards * seconds,
-                source="simulated",
-                recorded_at=end,
-            )
         )
 
 

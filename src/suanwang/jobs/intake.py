@@ -226,8 +226,9 @@ def _row_of(job: Job) -> dict[str, Any]:
 def write_batch(session: Session, settings: Settings, batch: list[Submission]) -> list[Outcome]:
     """Admit and insert a batch of submissions in `session` (the caller commits); one outcome each."""
     outcomes: list[Outcome | None] = [None] * len(batch)
+    latest = max(item.now for item in batch)
     principals = tenants.authenticate_many(
-        session=session, presented=[item.secret for item in batch], now=max(i.now for i in batch)
+        session=session, presented=[item.secret for item in batch], now=latest
     )
     owners: dict[int, int] = {}
     for index, (item, principal) in enumerate(zip(batch, principals, strict=True)):
@@ -250,9 +251,7 @@ def write_batch(session: Session, settings: Settings, batch: list[Submission]) -
             select(Organisation).where(among(session, Organisation.id, set(owners.values())))
         )
     }
-    pools = snapshot.admission_pools(
-        session, now=max(i.now for i in batch), local_regions=settings.local_region_set
-    )
+    pools = snapshot.admission_pools(session, now=latest, local_regions=settings.local_region_set)
     policy = service.policy_for(settings)
 
     admitted: list[tuple[int, dict[str, Any]]] = []

@@ -161,8 +161,8 @@ def admit(session: Session, settings: Settings, spec: JobSpec, org_id: int, now:
     check_admission(pools, spec, org_id, now)
 
 
-def check_admission(pools: Sequence[PoolState], spec: JobSpec, org_id: int, now: datetime) -> None:
-    """`admit` against the live pools as admission sees them (pure)."""
+def check_admission(pools: Sequence[PoolState], spec: JobSpec, org_id: int, now: datetime) -> QueuedJob:
+    """`admit` against the live pools as admission sees them (pure); the job as the scheduler sees it."""
     if spec.deadline is not None and spec.deadline <= now:
         raise Invalid("job.deadline-past", deadline=spec.deadline.isoformat())
     if spec.cards_per_node is not None and spec.cards and spec.cards % spec.cards_per_node:
@@ -172,7 +172,7 @@ def check_admission(pools: Sequence[PoolState], spec: JobSpec, org_id: int, now:
         raise Invalid("job.no-pools")
     blockers = Counter(violation(job, pool) for pool in pools)
     if blockers[None]:
-        return
+        return job
     if spec.classification is Classification.GOVERNMENT and blockers["government-zone"] + blockers[
         "region"
     ] >= len(pools):
@@ -207,8 +207,7 @@ def prepare_job(
     `hold_fen` is the most it can cost, to be held on the tenant's wallet (settlement.place_holds)."""
     spec = _normalized(data)
     _check_priority(principal, org, spec)
-    check_admission(pools, spec, org.id, now)
-    hold = settlement.hold_amount(_as_queued(spec, org.id, now), pools, policy)
+    hold = settlement.hold_amount(check_admission(pools, spec, org.id, now), pools, policy)
     values = spec.model_dump(exclude={"org_id", "priority"})
     # Born queued: `born_events` records both steps in its history.
     lifecycle.check(JobState.SUBMITTED, JobState.QUEUED)

@@ -17,8 +17,9 @@ from suanwang.db.query import get_or_404
 from suanwang.errors import Conflict, Forbidden, Invalid, NotFound
 from suanwang.ledger import store as ledger
 from suanwang.ledger.models import LedgerAccount, LedgerTransfer
-from suanwang.ledger.rules import SUCCEEDED, AccountResult, TransferResult, TransferSpec
+from suanwang.ledger.rules import SUCCEEDED, AccountResult, AccountSpec, TransferResult, TransferSpec
 from suanwang.settlement import chart
+from suanwang.settlement.service import available_fen
 from suanwang.supply.models import Provider
 from suanwang.tenants.access import Principal, require_regulator
 from suanwang.tenants.models import Organisation
@@ -43,16 +44,11 @@ def _send(session: Session, specs: list[TransferSpec], now: datetime) -> list[Tr
                 "money.insufficient",
                 account=account.key,
                 amount=format_fen(spec.amount or 0),
-                available=format_fen(_available(session, account)),
+                available=format_fen(available_fen(session, account.id)),
             )
         if result not in SUCCEEDED and result is not TransferResult.LINKED_EVENT_FAILED:
             raise Conflict("money.refused", reason=result.value)
     return results
-
-
-def _available(session: Session, account: LedgerAccount) -> int:
-    b = ledger.balance(session, account.id)
-    return b.credits_posted - b.debits_posted - b.debits_pending + account.credit_limit_fen
 
 
 def _transfer(
@@ -119,6 +115,33 @@ def top_up(
     return session.get_one(LedgerTransfer, specs[0].id)
 
 
+def _move_one(
+    session: Session,
+    *,
+    principal: Principal,
+    debit: AccountSpec,
+    credit: AccountSpec,
+    amount_fen: int,
+    code: str,
+    reason: str,
+    reference: str,
+    now: datetime,
+) -> LedgerTransfer:
+    """One transfer between two accounts of the chart (created on first use), refused as a whole."""
+    accounts = chart.ensure(session, [debit, credit])
+    spec = _transfer(
+        accounts[debit.key],
+        accounts[credit.key],
+        amount_fen,
+        code,
+        principal=principal,
+        reason=reason,
+        reference=reference,
+    )
+    _send(session, [spec], now)
+    return session.get_one(LedgerTransfer, spec.id)
+
+
 def refund(
     session: Session, *, principal: Principal, org_id: int, amount_fen: int, reason: str, now: datetime
 ) -> LedgerTransfer:
@@ -126,18 +149,17 @@ def refund(
     require_regulator(principal)
     _check(amount_fen, reason)
     _org(session, org_id)
-    accounts = chart.ensure(session, [chart.EXTERNAL, chart.wallet(org_id)])
-    spec = _transfer(
-        accounts[chart.wallet(org_id).key],
-        accounts[chart.EXTERNAL.key],
-        amount_fen,
-        "refund",
+    return _move_one(
+        session,
         principal=principal,
+        debit=chart.wallet(org_id),
+        credit=chart.EXTERNAL,
+        amount_fen=amount_fen,
+        code="refund",
         reason=reason,
         reference=f"org:{org_id}",
+        now=now,
     )
-    _send(session, [spec], now)
-    return session.get_one(LedgerTransfer, spec.id)
 
 
 def adjust(
@@ -149,20 +171,19 @@ def adjust(
         raise Invalid("money.amount-nonzero")
     _check(abs(amount_fen), reason)
     _org(session, org_id)
-    accounts = chart.ensure(session, [chart.EXTERNAL, chart.wallet(org_id)])
-    wallet, external = accounts[chart.wallet(org_id).key], accounts[chart.EXTERNAL.key]
-    debit, credit = (external, wallet) if amount_fen > 0 else (wallet, external)
-    spec = _transfer(
-        debit,
-        credit,
-        abs(amount_fen),
-        "adjustment",
+    wallet = chart.wallet(org_id)
+    debit, credit = (chart.EXTERNAL, wallet) if amount_fen > 0 else (wallet, chart.EXTERNAL)
+    return _move_one(
+        session,
         principal=principal,
+        debit=debit,
+        credit=credit,
+        amount_fen=abs(amount_fen),
+        code="adjustment",
         reason=reason,
         reference=f"org:{org_id}",
+        now=now,
     )
-    _send(session, [spec], now)
-    return session.get_one(LedgerTransfer, spec.id)
 
 
 def payout(
@@ -172,18 +193,17 @@ def payout(
     require_regulator(principal)
     _check(amount_fen, reason)
     get_or_404(session, Provider, provider_id, what="provider")
-    accounts = chart.ensure(session, [chart.EXTERNAL, chart.provider(provider_id)])
-    spec = _transfer(
-        accounts[chart.provider(provider_id).key],
-        accounts[chart.EXTERNAL.key],
-        amount_fen,
-        "payout",
+    return _move_one(
+        session,
         principal=principal,
+        debit=chart.provider(provider_id),
+        credit=chart.EXTERNAL,
+        amount_fen=amount_fen,
+        code="payout",
         reason=reason,
         reference=f"provider:{provider_id}",
+        now=now,
     )
-    _send(session, [spec], now)
-    return session.get_one(LedgerTransfer, spec.id)
 
 
 def set_credit_limit(
