@@ -173,15 +173,8 @@ class SubmitIntake:
         self.batches += 1
         try:
             with self._session_factory() as session:
-                import time as _t
-
-                t0 = _t.perf_counter()
                 outcomes = write_batch(session, self._settings, batch)
-                t1 = _t.perf_counter()
                 session.commit()
-                t2 = _t.perf_counter()
-                with open("/tmp/exp/batches.log", "a") as fh:
-                    fh.write(f"{len(batch)} {(t1 - t0) * 1000:.2f} {(t2 - t1) * 1000:.2f}\n")
                 return outcomes
         except IntegrityError:
             log.info("intake batch of %d hit a concurrent duplicate; handling one by one", len(batch))
