@@ -62,6 +62,19 @@ def test_demo_loads_once_and_a_second_run_changes_nothing(demo_settings, clean_e
     assert _counts(clean_engine) == counts
     assert second.regulator_token == first.regulator_token
     assert counts["providers"] == 6 and counts["pools"] == 14 and counts["organisations"] == 6
+    assert counts["enterprises"] == 3 and counts["voucher_programmes"] == 1 and counts["voucher_grants"] == 2
+
+
+def test_demo_voucher_programme_is_open_and_its_grants_are_funded(demo_settings, regulator):
+    load_demo(demo_settings)
+    (programme,) = regulator.get("/vouchers/programmes")["items"]
+    assert programme["preset"] == "pinghu-2026" and programme["ratio_bp"] == 5000
+    grants = regulator.get("/vouchers/grants")["items"]
+    assert sorted(g["amount_fen"] for g in grants) == [20_000_000, 50_000_000]
+    assert all(g["available_fen"] == g["amount_fen"] and g["status"] == "active" for g in grants)
+    budget = regulator.get(f"/vouchers/programmes/{programme['id']}/budget")
+    assert budget["granted_fen"] == 70_000_000
+    assert budget["unallocated_fen"] == programme["budget_fen"] - 70_000_000
 
 
 def test_demo_pool_sizes_follow_the_derivation(demo_settings, regulator):

@@ -462,7 +462,11 @@ def _reset_ledger(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
-                text("TRUNCATE ledger_pending_expiries, ledger_transfers, ledger_accounts RESTART IDENTITY")
+                # CASCADE: tables that refer to ledger accounts (voucher grants) are emptied with them.
+                text(
+                    "TRUNCATE ledger_pending_expiries, ledger_transfers, ledger_accounts"
+                    " RESTART IDENTITY CASCADE"
+                )
             )
         else:
             for table in ("ledger_pending_expiries", "ledger_transfers", "ledger_accounts"):

@@ -56,6 +56,7 @@ from suanwang.scheduler import Classification, Place, Wait, schedule
 from suanwang.settlement import service as settlement
 from suanwang.supply.models import Pool, SecurityZone, Site
 from suanwang.timeutil import utcnow
+from suanwang.vouchers.grants import expire_grants
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class CycleReport:
     preempted: int = 0
     funded: int = 0  # jobs that were waiting for funds and are now held
     expired_holds: int = 0
+    expired_grants: int = 0
     unhealthy_sites: list[int] = field(default_factory=list)
     # Where the cycle's time went (the controller benchmark reads these).
     observe_ms: float = 0.0
@@ -543,6 +545,8 @@ class Controller:
         """Release ledger holds past their timeout (job holds have none; other holds may)."""
         with self.sessions() as session:
             report.expired_holds = len(ledger.expire_pending(session, now=self.clock()))
+            # Voucher grants past their validity return what is left to their programme's budget.
+            report.expired_grants, _ = expire_grants(session, now=self.clock())
             session.commit()
 
     def schedule_and_dispatch(self, report: CycleReport) -> None:

@@ -89,13 +89,24 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from suanwang.settlement.api import router as money_router
     from suanwang.supply.api import router as supply_router
     from suanwang.tenants.api import router as tenants_router
+    from suanwang.vouchers.api import router as vouchers_router
+    from suanwang.vouchers.reports_api import router as voucher_reports_router
     from suanwang.web.pages import router as web_router
 
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    routers = (catalog_router, supply_router, tenants_router, jobs_router, metering_router, money_router)
+    routers = (
+        catalog_router,
+        supply_router,
+        tenants_router,
+        jobs_router,
+        metering_router,
+        money_router,
+        vouchers_router,
+        voucher_reports_router,
+    )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(web_router)

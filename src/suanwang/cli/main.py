@@ -17,6 +17,7 @@ from suanwang.cli.money import money_app
 from suanwang.cli.output import TIME_FORMATS, Column, fen, joined, number, shanghai_time, show, yes_no
 from suanwang.cli.sim import sim_app
 from suanwang.cli.usage import usage_app
+from suanwang.cli.vouchers import vouchers_app
 from suanwang.config import Settings, get_settings
 from suanwang.i18n import normalize_lang
 from suanwang.supply.models import BackendKind, Phase, ProviderKind, SecurityZone
@@ -114,6 +115,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(reservations_app, name="reservations")
 app.add_typer(money_app, name="money")
 app.add_typer(usage_app, name="usage")
+app.add_typer(vouchers_app, name="vouchers")
 
 
 @db_app.command("upgrade")
@@ -697,6 +699,13 @@ def orgs_create(
     ] = None,
     locality_name: Annotated[str | None, typer.Option(help="Locality name.")] = None,
     email: EmailOpt = None,
+    affiliation_group: Annotated[
+        str | None,
+        typer.Option(
+            "--affiliation-group",
+            help="Group of affiliated companies; vouchers never subsidise trades within one group.",
+        ),
+    ] = None,
 ) -> None:
     """Register an organisation (regulator)."""
     body = body_of(
@@ -708,6 +717,7 @@ def orgs_create(
         locality_code=locality_code,
         locality_name=locality_name,
         contact_email=email,
+        affiliation_group=affiliation_group,
     )
     present(ctx, call(ctx, "POST", "/orgs", body=body), ORG_COLUMNS)
 
@@ -723,6 +733,14 @@ def orgs_update(
     locality_code: Annotated[str | None, typer.Option(help="GB/T 2260 division code.")] = None,
     locality_name: Annotated[str | None, typer.Option(help="Locality name.")] = None,
     email: EmailOpt = None,
+    affiliation_group: Annotated[
+        str | None,
+        typer.Option(
+            "--affiliation-group",
+            help="Group of affiliated companies (vouchers never subsidise trades within one group); "
+            "'' clears it.",
+        ),
+    ] = None,
 ) -> None:
     """Change an organisation."""
     body = body_of(
@@ -734,6 +752,8 @@ def orgs_update(
         locality_name=locality_name,
         contact_email=email,
     )
+    if affiliation_group is not None:
+        body["affiliation_group"] = affiliation_group.strip() or None  # '' clears it
     present(ctx, call(ctx, "PATCH", f"/orgs/{org_id}", body=body), ORG_COLUMNS)
 
 

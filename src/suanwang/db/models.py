@@ -5,11 +5,21 @@ from suanwang.db.meta import PlatformMeta
 from suanwang.jobs.models import Job, JobEvent, Launch, Reservation
 from suanwang.ledger.models import LedgerAccount, LedgerPendingExpiry, LedgerTransfer
 from suanwang.metering.models import SeenEvent, UsageRecord
+from suanwang.registry.models import Enterprise
 from suanwang.supply.models import Pool, Provider, RateCard, Site
 from suanwang.tenants.models import ApiToken, Organisation, User
+from suanwang.vouchers.models import (
+    VoucherApplication,
+    VoucherAudit,
+    VoucherFlag,
+    VoucherGrant,
+    VoucherProgramme,
+    VoucherRedemption,
+)
 
 __all__ = [
     "ApiToken",
+    "Enterprise",
     "IdempotencyRecord",
     "Job",
     "JobEvent",
@@ -27,4 +37,10 @@ __all__ = [
     "Site",
     "UsageRecord",
     "User",
+    "VoucherApplication",
+    "VoucherAudit",
+    "VoucherFlag",
+    "VoucherGrant",
+    "VoucherProgramme",
+    "VoucherRedemption",
 ]

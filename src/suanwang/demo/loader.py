@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from suanwang import catalog
 from suanwang.config import Settings
 from suanwang.db.session import engine_for, session_scope, upgrade
+from suanwang.registry.models import Enterprise
+from suanwang.registry.models import Tier as RegistryTier
 from suanwang.settlement import funds
 from suanwang.supply import service as supply
 from suanwang.supply.models import Pool, Provider, RateCard, Site
@@ -28,6 +30,9 @@ from suanwang.tenants.models import Organisation, Role, User
 from suanwang.tenants.schemas import OrgCreate, UserCreate
 from suanwang.timeutil import SHANGHAI, utcnow
 from suanwang.units import yuan_to_fen
+from suanwang.vouchers import grants, programmes
+from suanwang.vouchers.models import VoucherApplication, VoucherProgramme
+from suanwang.vouchers.schemas import ApplicationCreate, ProgrammeCreate, Review
 
 TOKEN_FILE = "demo-regulator.token"
 SIMULATED_TIME_SCALE = 0.01
@@ -185,6 +190,64 @@ class _Loader:
         if "admin" in data:
             self.user(data["admin"], Role.TENANT_ADMIN, org_id=org.id)
 
+    def enterprise(self, data: dict[str, Any]) -> None:
+        """The registry's record of a demo tenant (its segments and tier feed the voucher rules)."""
+        found = self._find(Enterprise, credit_code=data["credit_code"])
+        self._note("enterprises", found is None)
+        if found is None:
+            org = self._find(Organisation, credit_code=data["credit_code"])
+            self.session.add(
+                Enterprise(
+                    credit_code=org.credit_code,
+                    name=org.name,
+                    name_en=org.name_en,
+                    org_id=org.id,
+                    locality_code=org.locality_code,
+                    segments=list(data.get("segments", [])),
+                    tier=RegistryTier(data["tier"]) if "tier" in data else None,
+                    founded_on=date.fromisoformat(data["founded_on"]) if "founded_on" in data else None,
+                )
+            )
+            self.session.flush()
+
+    def voucher_programme(self, data: dict[str, Any]) -> VoucherProgramme:
+        """The preset opened for the current calendar year (so the demo's programme is always open)."""
+        year = self.now.astimezone(SHANGHAI).year
+        code = f"pinghu-{year}"
+        found = self._find(VoucherProgramme, code=code)
+        self._note("voucher programmes", found is None)
+        if found is not None:
+            return found
+        body = ProgrammeCreate(
+            preset=data["preset"], code=code, starts_on=date(year, 1, 1), ends_on=date(year, 12, 31)
+        )
+        return programmes.create_programme(self.session, principal=self.principal, data=body, now=self.now)
+
+    def voucher_grant(self, programme: VoucherProgramme, data: dict[str, Any]) -> None:
+        """A tenant's application, approved in full (as its admin would apply and the regulator approve)."""
+        org = self._find(Organisation, credit_code=data["org"])
+        found = self._find(VoucherApplication, programme_id=programme.id, org_id=org.id)
+        self._note("voucher grants", found is None)
+        if found is None:
+            application = grants.apply(
+                self.session,
+                principal=self.principal,
+                data=ApplicationCreate(
+                    programme_id=programme.id,
+                    org_id=org.id,
+                    requested_fen=yuan_to_fen(data["amount_yuan"]),
+                    purpose=data["purpose"],
+                ),
+                now=self.now,
+            )
+            grants.review(
+                self.session,
+                principal=self.principal,
+                application_id=application.id,
+                data=Review(decision="approve", reason="demo: complete application"),
+                now=self.now,
+            )
+
     def user(self, name: str, role: Role, **scope: int) -> None:
         user = self._find(User, name=name)
         self._note("users", user is None)
@@ -211,4 +274,9 @@ def load_demo(settings: Settings) -> DemoResult:
             loader.provider(provider)
         for org in data["org"]:
             loader.org(org)
+        for enterprise in data["enterprise"]:
+            loader.enterprise(enterprise)
+        programme = loader.voucher_programme(data["voucher_programme"])
+        for grant in data["voucher_grant"]:
+            loader.voucher_grant(programme, grant)
     return result

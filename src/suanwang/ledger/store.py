@@ -217,6 +217,14 @@ def _transfers(
     return list({row[0]: Transfer(*row) for row in found}.values())
 
 
+def lock_accounts(session: Session, account_ids: Collection[int]) -> dict[int, Balances]:
+    """Lock the accounts until the transaction ends and return their balances: a caller that decides
+    an amount from a balance (a subsidy from what a cap has left) reads it under the lock it will write
+    under, so concurrent deciders queue instead of both spending the same headroom."""
+    _take_write_lock(session)
+    return {account_id: state.balances for account_id, state in _lock_accounts(session, account_ids).items()}
+
+
 def _lock_accounts(session: Session, account_ids: Collection[int]) -> dict[int, AccountState]:
     if not account_ids:
         return {}

@@ -11,7 +11,7 @@ All money is in one ledger, "CNY", in fen. The accounts, by key (code; limit fla
 - `platform/fee` (platform_fee; debits ≤ credits): the platform's fee on every charge.
 - `platform/clearing` (clearing): holds land here; a charge leaves it to the providers and the fee.
 - `external/funding` (external): the world outside; top-ups come from it, refunds and payouts go to it.
-- `voucher/<programme>` (voucher_programme): reserved for the compute-voucher programmes.
+- `voucher/...`: the compute-voucher programmes' budgets, grants and cap quotas (see vouchers/accounts.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import enum
 from collections.abc import Iterable
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanwang.db.query import among
@@ -38,7 +39,6 @@ class Code(enum.StrEnum):
     FEE = "platform_fee"
     CLEARING = "clearing"
     EXTERNAL = "external"
-    VOUCHER = "voucher_programme"  # reserved: the voucher programmes of the next issue
 
 
 FEE = AccountSpec(key="platform/fee", ledger=LEDGER, code=Code.FEE, debits_must_not_exceed_credits=True)
@@ -88,9 +88,14 @@ def ensure(session: Session, specs: Iterable[AccountSpec]) -> dict[str, LedgerAc
     }
     missing = [spec for key, spec in wanted.items() if key not in found]
     if missing:
-        for spec, outcome in zip(
-            missing, ledger.create_accounts(session, missing, now=utcnow()), strict=True
-        ):
+        try:
+            # In a savepoint: when another transaction creates the same account first, ours waits for it,
+            # fails on the unique key, and reads the account it made instead.
+            with session.begin_nested():
+                outcomes = ledger.create_accounts(session, missing, now=utcnow())
+        except IntegrityError:
+            return ensure(session, specs=wanted.values())
+        for spec, outcome in zip(missing, outcomes, strict=True):
             if outcome.result not in (AccountResult.OK, AccountResult.EXISTS) or outcome.account is None:
                 raise RuntimeError(f"account {spec.key}: {outcome.result}")
             found[spec.key] = outcome.account

@@ -36,6 +36,7 @@ from suanwang.settlement.rating import Usage, largest_remainder, rate, round_hal
 from suanwang.supply.models import Pool, RateCard, Site
 from suanwang.supply.pricing import Interval
 from suanwang.units import format_fen
+from suanwang.vouchers import redemption
 
 BASIS_POINTS = 10_000
 
@@ -190,8 +191,13 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
     The fee and the billing increment are the process's settings (SUANWANG_PLATFORM_FEE_BP,
     SUANWANG_BILLING_INCREMENT_S): every path that ends a job — controller, API, CLI — settles alike."""
     charge = rate_job(session, job.id, get_settings().billing_increment_s)
+    providers = _providers(session, charge)
+    subsidy = redemption.plan(
+        session, job=job, shares=charge.shares(), providers=providers, part="", prefix="", at=now
+    )
+    due = charge.total_fen - subsidy.total_fen  # what the tenant pays
     held = job.hold_fen or 0
-    from_hold = min(charge.total_fen, held)
+    from_hold = min(due, held)
     first: list[TransferSpec] = []
     if held:
         first.append(
@@ -208,7 +214,7 @@ def settle_job(session: Session, job: Job, now: datetime) -> None:
                 linked=True,
             )
         )
-    _book(session, job, charge, first=first, over=charge.total_fen - from_hold, prefix="", now=now)
+    _book(session, job, charge, providers, subsidy, first=first, over=due - from_hold, prefix="", now=now)
     job.charged_fen = charge.total_fen
 
 
@@ -235,15 +241,39 @@ def settle_late_usage(session: Session, usage_ids: Sequence[int], now: datetime)
             card_seconds={record.pool_id: rated.card_seconds},
             total_fen=rated.amount_fen,
         )
-        _book(session, job, charge, first=[], over=charge.total_fen, prefix=f"late/{record.id}/", now=now)
+        providers = _providers(session, charge)
+        prefix = f"late/{record.id}/"
+        subsidy = redemption.plan(
+            session,
+            job=job,
+            shares=charge.shares(),
+            providers=providers,
+            part=f"late/{record.id}",
+            prefix=prefix,
+            at=now,
+        )
+        over = charge.total_fen - subsidy.total_fen
+        _book(session, job, charge, providers, subsidy, first=[], over=over, prefix=prefix, now=now)
         job.charged_fen = (job.charged_fen or 0) + charge.total_fen
     return len(late)
+
+
+def _providers(session: Session, charge: Charge) -> dict[int, int]:
+    """The provider of each pool the charge is on."""
+    rows = session.execute(
+        select(Pool.id, Site.provider_id)
+        .join(Site, Site.id == Pool.site_id)
+        .where(Pool.id.in_(list(charge.by_pool)))
+    )
+    return {pool_id: provider_id for pool_id, provider_id in rows}
 
 
 def _book(
     session: Session,
     job: Job,
     charge: Charge,
+    providers: dict[int, int],
+    subsidy: redemption.Plan,
     *,
     first: list[TransferSpec],
     over: int,
@@ -251,15 +281,10 @@ def _book(
     now: datetime,
 ) -> None:
     """The transfers of a charge as one linked chain: `first` (the hold's post or release), `over`
-    taken from the wallet — or, when the wallet cannot pay, booked as arrears — and each pool's
-    share to its provider less the platform's fee."""
+    taken from the wallet — or, when the wallet cannot pay, booked as arrears — the vouchers' share
+    from their grants with the quota it uses, and each pool's share to its provider less the
+    platform's fee (what a grant paid of it, clearing does not pay again)."""
     fee_bp = get_settings().platform_fee_bp
-    rows = session.execute(
-        select(Pool.id, Site.provider_id)
-        .join(Site, Site.id == Pool.site_id)
-        .where(Pool.id.in_(list(charge.by_pool)))
-    )
-    providers = {pool_id: provider_id for pool_id, provider_id in rows}
     org = job.org_id
     accounts = chart.ensure(
         session,
@@ -284,16 +309,33 @@ def _book(
             linked=True,
         )
 
-    payouts: list[TransferSpec] = []
+    payouts: list[TransferSpec] = [*subsidy.quota]
     for pool, share in sorted(charge.shares().items()):
         fee = round_half_up(Fraction(share * fee_bp, BASIS_POINTS))
         provider_key = chart.provider(providers[pool]).key
-        if share - fee:
+        from_grants, by_grants_to_provider, by_grants_to_fee = redemption.grant_transfers(
+            subsidy.by_pool.get(pool, []),
+            net_fen=share - fee,
+            provider_account_id=accounts[provider_key].id,
+            fee_account_id=accounts[chart.FEE.key].id,
+            id_prefix=f"job/{job.id}/{prefix}pool/{pool}/",
+            job_id=job.id,
+        )
+        payouts.extend(from_grants)
+        if share - fee - by_grants_to_provider:
             payouts.append(
-                spec(f"pool/{pool}/provider", chart.CLEARING.key, provider_key, share - fee, "charge")
+                spec(
+                    f"pool/{pool}/provider",
+                    chart.CLEARING.key,
+                    provider_key,
+                    share - fee - by_grants_to_provider,
+                    "charge",
+                )
             )
-        if fee:
-            payouts.append(spec(f"pool/{pool}/fee", chart.CLEARING.key, chart.FEE.key, fee, "fee"))
+        if fee - by_grants_to_fee:
+            payouts.append(
+                spec(f"pool/{pool}/fee", chart.CLEARING.key, chart.FEE.key, fee - by_grants_to_fee, "fee")
+            )
 
     wallet, debt = chart.wallet(org).key, chart.arrears(org).key
     overrun = [spec("overrun", wallet, chart.CLEARING.key, over, "charge")] if over else []
@@ -308,6 +350,7 @@ def _book(
     ]
     if failed:
         raise SettlementError(f"settling job {job.id}: {failed}")
+    session.add_all(subsidy.records)
 
 
 def _commit_chain(session: Session, specs: list[TransferSpec], now: datetime) -> list[TransferResult]:

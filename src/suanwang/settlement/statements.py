@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 
@@ -32,6 +32,7 @@ from suanwang.settlement.service import rate_cards
 from suanwang.supply.models import Pool, Provider, Site
 from suanwang.tenants.models import Organisation
 from suanwang.timeutil import SHANGHAI
+from suanwang.vouchers import redemption
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 # A provider's share of a job's charge on one pool (late usage: `job/<id>/late/<usage>/pool/…`).
@@ -39,17 +40,28 @@ PROVIDER_SHARE = re.compile(r"job/(\d+)/(?:late/\d+/)?pool/(\d+)/provider")
 CARD_HOUR_PLACES = Decimal("0.0001")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Month:
+    """A calendar month in Asia/Shanghai (invoices, statements, voucher reports)."""
+
     year: int
     month: int
 
     @classmethod
     def parse(cls, text: str) -> Month:
         match = _MONTH.fullmatch(text.strip())
-        if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 2000:
+        if match is None or not 1 <= int(match.group(2)) <= 12 or not 2000 <= int(match.group(1)) <= 2200:
             raise Invalid("statement.bad-month", value=text)
         return cls(int(match.group(1)), int(match.group(2)))
+
+    @classmethod
+    def of(cls, at: datetime | date) -> Month:
+        """The month of an aware time (seen in Asia/Shanghai) or of a calendar date."""
+        day = at.astimezone(SHANGHAI).date() if isinstance(at, datetime) else at
+        return cls(day.year, day.month)
+
+    def next(self) -> Month:
+        return Month(self.year + 1, 1) if self.month == 12 else Month(self.year, self.month + 1)
 
     @property
     def start(self) -> datetime:
@@ -220,6 +232,8 @@ def invoice(session: Session, org_id: int, month: Month) -> Invoice:
                 )
             )
         )
+    subsidies = redemption.subsidies_of_jobs(session, [j.id for j in jobs])
+    subsidy = sum(int(s["amount_fen"]) for s in subsidies)
     return Invoice(
         org_id=org.id,
         org_name=org.name,
@@ -228,7 +242,9 @@ def invoice(session: Session, org_id: int, month: Month) -> Invoice:
         month=month,
         lines=lines,
         total_fen=total,
-        due_fen=total,
+        subsidies=subsidies,
+        subsidy_fen=subsidy,
+        due_fen=total - subsidy,
         wallet_opening_fen=_posted(session, wallet, month.start),
         wallet_closing_fen=_posted(session, wallet, month.end),
         top_ups_fen=top_ups,

@@ -37,6 +37,9 @@ class Organisation(IdMixin, TimestampsMixin, RetiredMixin, Base):
     locality_name: Mapped[str | None] = mapped_column(String(100))
     is_sme: Mapped[bool] = mapped_column(default=False)
     contact_email: Mapped[str | None] = mapped_column(String(200))
+    # Companies of one group: vouchers are refused between an affiliated buyer and seller (set by the
+    # regulator, like the provider's).
+    affiliation_group: Mapped[str | None] = mapped_column(String(100))
 
 
 class User(IdMixin, TimestampsMixin, RetiredMixin, Base):

@@ -22,10 +22,13 @@ class OrgCreate(Strict):
     locality_name: ShortName | None = None
     is_sme: bool = False
     contact_email: Email | None = None
+    affiliation_group: ShortName | None = Field(
+        default=None, description="Group of affiliated companies (vouchers refuse affiliated trades)"
+    )
 
 
 class OrgUpdate(Patch):
-    nullable = frozenset({"name_en", "locality_name", "contact_email"})
+    nullable = frozenset({"name_en", "locality_name", "contact_email", "affiliation_group"})
 
     name: Name | None = None
     name_en: Name | None = None
@@ -34,6 +37,7 @@ class OrgUpdate(Patch):
     locality_name: ShortName | None = None
     is_sme: bool | None = None
     contact_email: Email | None = None
+    affiliation_group: ShortName | None = None
 
 
 class OrgRead(BaseModel):
@@ -49,6 +53,7 @@ class OrgRead(BaseModel):
     is_local: bool
     is_sme: bool
     contact_email: str | None
+    affiliation_group: str | None
     created_at: datetime
     updated_at: datetime
     retired_at: datetime | None

@@ -59,6 +59,7 @@ def create_org(*, session: Session, principal: Principal, data: OrgCreate) -> Or
         locality_name=data.locality_name,
         is_sme=data.is_sme,
         contact_email=data.contact_email,
+        affiliation_group=data.affiliation_group,
     )
     session.add(org)
     session.flush()
