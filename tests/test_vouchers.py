@@ -15,7 +15,7 @@ from suanwang.db.session import session_scope
 from suanwang.ledger import store as ledger
 from suanwang.tenants.access import Principal
 from suanwang.tenants.models import Role
-from suanwang.timeutil import utcnow
+from suanwang.timeutil import SHANGHAI, utcnow
 from suanwang.vouchers import grants as grant_service
 from suanwang.vouchers import redemption as redemption_service
 from suanwang.vouchers.models import VoucherAudit, VoucherProgramme
@@ -271,7 +271,7 @@ def test_settlement_redeems_the_voucher_share(ew: ExecWorld, clean_engine: Engin
     after = ew.tenant.get(f"/vouchers/grants/{g['id']}")
     assert after["redeemed_fen"] == subsidy and after["available_fen"] == 10_000_000 - subsidy
     # The invoice shows the subsidy and what is due.
-    month = utcnow().astimezone().strftime("%Y-%m")
+    month = utcnow().astimezone(SHANGHAI).strftime("%Y-%m")
     invoice = ew.tenant.get(f"/orgs/{ew.org['id']}/invoices/{month}")
     assert invoice["subsidy_fen"] == subsidy and invoice["due_fen"] == invoice["total_fen"] - subsidy
     assert invoice["subsidies"][0]["programme"] == p["code"]
@@ -279,7 +279,36 @@ def test_settlement_redeems_the_voucher_share(ew: ExecWorld, clean_engine: Engin
     cap_key = f"voucher/{p['id']}/cap/{ew.org['id']}/{utcnow().year}"
     assert balance(clean_engine, cap_key) == 200_000_000 - subsidy
     assert ew.tenant.get(f"/vouchers/redemptions?job_id={job['id']}")["total"] == 1
+    # The provider's statement shows the whole charge, whoever paid it.
+    statement = ew.regulator.get(f"/providers/{ew.local_site['provider_id']}/statements/{month}")
+    assert (statement["gross_fen"], statement["fee_fen"], statement["net_fen"]) == (charge, fee, charge - fee)
     assert ew.other.get(f"/vouchers/redemptions?job_id={job['id']}")["total"] == 0
+    assert invariants(clean_engine) == []
+
+
+def test_a_full_subsidy_pays_the_provider_and_the_fee_from_the_grant(
+    ew: ExecWorld, clean_engine: Engine
+) -> None:
+    p = programme(ew.regulator, ratio_bp=10_000, tiers=[])
+    grant(ew, p["id"], 10_000_000)
+    wallet_key = f"wallet/org/{ew.org['id']}"
+    before = balance(clean_engine, wallet_key)
+    job = run_job(ew, ew.local_pool["id"], cards=2, seconds=3600, accelerators=["A800"])
+    charge = 2 * PRICE
+    fee = (charge * FEE_BP + 5000) // 10_000
+    (record,) = redemptions(clean_engine, job["id"])
+    assert record.subsidy_fen == charge and record.refusals == []
+    assert sorted(record.transfer_ids) == [
+        f"job/{job['id']}/pool/{ew.local_pool['id']}/v{p['id']}/fee",
+        f"job/{job['id']}/pool/{ew.local_pool['id']}/v{p['id']}/provider",
+    ]
+    assert balance(clean_engine, wallet_key) == before  # the tenant pays nothing
+    assert balance(clean_engine, f"provider/{ew.local_site['provider_id']}/payable") == charge - fee
+    month = utcnow().astimezone(SHANGHAI).strftime("%Y-%m")
+    statement = ew.regulator.get(f"/providers/{ew.local_site['provider_id']}/statements/{month}")
+    assert (statement["gross_fen"], statement["fee_fen"], statement["net_fen"]) == (charge, fee, charge - fee)
+    invoice = ew.tenant.get(f"/orgs/{ew.org['id']}/invoices/{month}")
+    assert (invoice["total_fen"], invoice["subsidy_fen"], invoice["due_fen"]) == (charge, charge, 0)
     assert invariants(clean_engine) == []
 
 

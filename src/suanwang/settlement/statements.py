@@ -35,8 +35,11 @@ from suanwang.timeutil import SHANGHAI
 from suanwang.vouchers import redemption
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
-# A provider's share of a job's charge on one pool (late usage: `job/<id>/late/<usage>/pool/…`).
-PROVIDER_SHARE = re.compile(r"job/(\d+)/(?:late/\d+/)?pool/(\d+)/provider")
+# A provider's share of a job's charge on one pool (late usage: `job/<id>/late/<usage>/pool/…`), paid
+# from clearing (`…/pool/<p>/provider`) or, for a voucher's share, from a grant (`…/pool/<p>/v<programme>/
+# provider`). Each has its fee beside it (`…/fee`); where a grant paid more than the provider nets, its
+# `…/v<programme>/fee` pays part of the fee and clearing's `…/pool/<p>/fee` the rest.
+PROVIDER_SHARE = re.compile(r"(job/(\d+)/(?:late/\d+/)?pool/(\d+)/)(?:v\d+/)?provider")
 CARD_HOUR_PLACES = Decimal("0.0001")
 
 
@@ -251,11 +254,23 @@ def invoice(session: Session, org_id: int, month: Month) -> Invoice:
     )
 
 
+def _fees(session: Session, prefixes: dict[tuple[int, int], set[str]]) -> dict[tuple[int, int], int]:
+    """The platform's fee on each (job, pool) share: clearing's fee transfer and any voucher grant's."""
+    programmes = redemption.programmes_of_jobs(session, {job_id for job_id, _ in prefixes})
+    fees: dict[tuple[int, int], int] = {}
+    for key, starts in prefixes.items():
+        ids = [f"{start}fee" for start in starts]
+        ids += [f"{start}v{programme}/fee" for start in starts for programme in programmes.get(key[0], ())]
+        found = session.scalars(select(LedgerTransfer.amount).where(LedgerTransfer.id.in_(ids)))
+        fees[key] = sum(found)
+    return fees
+
+
 def statement(session: Session, provider_id: int, month: Month) -> Statement:
     provider = get_or_404(session, Provider, provider_id, what="provider")
     account = ledger.get_account(session, key=chart.provider(provider_id).key)
     paid: dict[tuple[int, int], int] = {}
-    fees: dict[tuple[int, int], int] = {}
+    prefixes: dict[tuple[int, int], set[str]] = {}
     payouts = 0
     if account is not None:
         moved = session.scalars(
@@ -271,10 +286,10 @@ def statement(session: Session, provider_id: int, month: Month) -> Statement:
                 payouts += transfer.amount
             match = PROVIDER_SHARE.fullmatch(transfer.id)
             if match and transfer.credit_account_id == account.id:
-                key = (int(match.group(1)), int(match.group(2)))
+                key = (int(match.group(2)), int(match.group(3)))
                 paid[key] = paid.get(key, 0) + transfer.amount
-                fee = session.get(LedgerTransfer, transfer.id.removesuffix("provider") + "fee")
-                fees[key] = fees.get(key, 0) + (fee.amount if fee is not None else 0)
+                prefixes.setdefault(key, set()).add(match.group(1))
+    fees = _fees(session, prefixes)
     job_ids = sorted({job_id for job_id, _ in paid})
     jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
     orgs = dict(

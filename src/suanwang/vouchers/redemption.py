@@ -15,7 +15,7 @@ the audit trail.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 
@@ -512,6 +512,22 @@ def clawback(
     )
     session.flush()
     return record
+
+
+def programmes_of_jobs(session: Session, job_ids: Iterable[int]) -> dict[int, set[int]]:
+    """The programmes that paid part of each job's charge (their grant transfers name them)."""
+    found: dict[int, set[int]] = {}
+    ids = list(job_ids)
+    if not ids:
+        return found
+    rows = session.execute(
+        select(VoucherRedemption.job_id, VoucherRedemption.programme_id)
+        .where(VoucherRedemption.job_id.in_(ids), VoucherRedemption.subsidy_fen > 0)
+        .distinct()
+    )
+    for job_id, programme_id in rows:
+        found.setdefault(job_id, set()).add(programme_id)
+    return found
 
 
 def subsidies_of_jobs(session: Session, job_ids: Sequence[int]) -> list[dict[str, object]]:
