@@ -23,6 +23,7 @@ from suanwang.api.deps import get_now
 from suanwang.config import Settings
 from suanwang.db.base import Base
 from suanwang.db.session import engine_for, session_scope, upgrade
+from suanwang.registry import taxonomy
 from suanwang.tenants import service as tenants
 
 # No per-example deadline: a timing threshold would fail on a loaded 2-core CI machine, not on a bug.
@@ -74,7 +75,10 @@ def _truncate(engine: Engine) -> None:
 
 @pytest.fixture
 def clean_engine(engine: Engine) -> Engine:
+    """Empty tables, with the data a fresh migration ships (the industry chain's taxonomy)."""
     _truncate(engine)
+    with session_scope(engine) as session:
+        taxonomy.seed_shipped(session)
     return engine
 
 

@@ -27,7 +27,7 @@ ERROR_CLASSES = {
     "PayloadTooLarge",
     "DomainError",
 }
-PURE_ERRORS = {"PricingError", "CreditCodeError"}
+PURE_ERRORS = {"PricingError", "CreditCodeError", "CriteriaError", "TableError"}
 WHAT_HELPERS = {"_require_live", "_unique_code"}
 
 

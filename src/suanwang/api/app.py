@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from suanwang.catalog.api import router as catalog_router
     from suanwang.jobs.api import router as jobs_router
     from suanwang.metering.api import router as metering_router
+    from suanwang.registry.api import router as registry_router
+    from suanwang.registry.reports_api import router as registry_reports_router
     from suanwang.settlement.api import router as money_router
     from suanwang.supply.api import router as supply_router
     from suanwang.tenants.api import router as tenants_router
@@ -106,6 +108,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         money_router,
         vouchers_router,
         voucher_reports_router,
+        registry_router,
+        registry_reports_router,
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)

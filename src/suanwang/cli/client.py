@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,6 +29,7 @@ class ApiError(Exception):
     status: int
     code: str
     detail: str
+    problem: dict[str, Any] = field(default_factory=dict)  # the whole problem+json body
 
     def __str__(self) -> str:
         return self.detail
@@ -104,8 +105,10 @@ class Client(AbstractContextManager["Client"]):
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         raw: bool = False,
+        content: bytes | None = None,
     ) -> Any:
-        """The parsed JSON answer (`raw`: the body's bytes); `headers` add to or replace the defaults."""
+        """The parsed JSON answer (`raw`: the body's bytes); `headers` add to or replace the defaults;
+        `content` is sent as the raw body instead of `json` (a file upload)."""
         sent = {"Accept-Language": "zh-CN" if self.lang == "zh" else "en"}
         if self.token:
             sent["Authorization"] = f"Bearer {self.token}"
@@ -117,7 +120,9 @@ class Client(AbstractContextManager["Client"]):
         last_error: Exception | None = None
         for _ in range(RETRIES):
             try:
-                response = self._http.request(method, API + path, json=json, params=clean, headers=sent)
+                response = self._http.request(
+                    method, API + path, json=json, content=content, params=clean, headers=sent
+                )
                 break
             except httpx.TransportError as exc:
                 last_error = exc
@@ -132,6 +137,7 @@ class Client(AbstractContextManager["Client"]):
                 response.status_code,
                 str(problem.get("code", "http-error")),
                 str(problem.get("detail") or response.text or response.reason_phrase),
+                problem if isinstance(problem, dict) else {},
             )
         return response.content if raw else response.json()
 

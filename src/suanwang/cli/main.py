@@ -15,6 +15,7 @@ from suanwang.cli.client import ApiError, Client, ConnectionFailed
 from suanwang.cli.jobs import jobs_app, reservations_app
 from suanwang.cli.money import money_app
 from suanwang.cli.output import TIME_FORMATS, Column, fen, joined, number, shanghai_time, show, yes_no
+from suanwang.cli.registry import registry_app
 from suanwang.cli.sim import sim_app
 from suanwang.cli.usage import usage_app
 from suanwang.cli.vouchers import vouchers_app
@@ -116,6 +117,7 @@ app.add_typer(reservations_app, name="reservations")
 app.add_typer(money_app, name="money")
 app.add_typer(usage_app, name="usage")
 app.add_typer(vouchers_app, name="vouchers")
+app.add_typer(registry_app, name="registry")
 
 
 @db_app.command("upgrade")

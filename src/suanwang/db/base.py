@@ -77,3 +77,21 @@ class RetiredMixin:
     @property
     def retired(self) -> bool:
         return self.retired_at is not None
+
+    def set_retired(self, retired: bool | None, now: datetime) -> None:
+        """True retires (keeping the first date), False brings back, None leaves it as it is."""
+        if retired is True and self.retired_at is None:
+            self.retired_at = now
+        elif retired is False:
+            self.retired_at = None
+
+
+def assign_changed(obj: object, values: dict[str, Any]) -> bool:
+    """Set the attributes whose value differs; True when any did. An upsert that finds nothing to change
+    writes nothing (no UPDATE, no new updated_at), so re-importing a file is a no-op."""
+    changed = False
+    for name, value in values.items():
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed = True
+    return changed

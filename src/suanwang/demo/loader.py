@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from suanwang import catalog
 from suanwang.config import Settings
 from suanwang.db.session import engine_for, session_scope, upgrade
-from suanwang.registry.models import Enterprise
-from suanwang.registry.models import Tier as RegistryTier
+from suanwang.registry import transfer
 from suanwang.settlement import funds
 from suanwang.supply import service as supply
 from suanwang.supply.models import Pool, Provider, RateCard, Site
@@ -190,25 +189,28 @@ class _Loader:
         if "admin" in data:
             self.user(data["admin"], Role.TENANT_ADMIN, org_id=org.id)
 
-    def enterprise(self, data: dict[str, Any]) -> None:
-        """The registry's record of a demo tenant (its segments and tier feed the voucher rules)."""
-        found = self._find(Enterprise, credit_code=data["credit_code"])
-        self._note("enterprises", found is None)
-        if found is None:
-            org = self._find(Organisation, credit_code=data["credit_code"])
-            self.session.add(
-                Enterprise(
-                    credit_code=org.credit_code,
-                    name=org.name,
-                    name_en=org.name_en,
-                    org_id=org.id,
-                    locality_code=org.locality_code,
-                    segments=list(data.get("segments", [])),
-                    tier=RegistryTier(data["tier"]) if "tier" in data else None,
-                    founded_on=date.fromisoformat(data["founded_on"]) if "founded_on" in data else None,
-                )
+    def registry(self) -> None:
+        """The enterprise registry as officials keep it: three spreadsheets (enterprises, projects since
+        2024, monthly output of 2023-2024) imported like any official's files. Their figures are the
+        report's: 2023 output of the chain's 规上 enterprises 2.744 billion yuan, January-September 2024
+        3.952 billion (+150.9 %); 29 projects signed since 2024 worth 29.04 billion yuan, 4 of them
+        foreign-funded worth 320 million USD."""
+        folder = resources.files("suanwang.demo").joinpath("registry")
+        for dataset in ("enterprises", "projects", "output"):
+            report = transfer.import_file(
+                self.session,
+                principal=self.principal,
+                dataset=dataset,
+                data=folder.joinpath(f"{dataset}.csv").read_bytes(),
+                fmt="csv",
+                dry_run=False,
+                now=self.now,
+                lang="en",
             )
-            self.session.flush()
+            if report.errors:
+                raise ValueError(f"demo registry file {dataset}.csv: {report.errors}")
+            self.result.created[f"registry {dataset}"] += report.created
+            self.result.existing[f"registry {dataset}"] += report.updated + report.unchanged
 
     def voucher_programme(self, data: dict[str, Any]) -> VoucherProgramme:
         """The preset opened for the current calendar year (so the demo's programme is always open)."""
@@ -274,8 +276,7 @@ def load_demo(settings: Settings) -> DemoResult:
             loader.provider(provider)
         for org in data["org"]:
             loader.org(org)
-        for enterprise in data["enterprise"]:
-            loader.enterprise(enterprise)
+        loader.registry()
         programme = loader.voucher_programme(data["voucher_programme"])
         for grant in data["voucher_grant"]:
             loader.voucher_grant(programme, grant)

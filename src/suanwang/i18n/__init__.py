@@ -50,8 +50,16 @@ def negotiate(accept_language: str | None, default: str = "en") -> str:
 
 @lru_cache
 def catalogue() -> dict[str, dict[str, str]]:
-    text = resources.files("suanwang.i18n").joinpath("messages.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
+    """messages.toml and every other *.toml here (a slice may keep its messages in its own file); a key
+    defined twice is a bug."""
+    merged: dict[str, dict[str, str]] = {}
+    files = sorted(f for f in resources.files("suanwang.i18n").iterdir() if f.name.endswith(".toml"))
+    for file in files:
+        entries = tomllib.loads(file.read_text(encoding="utf-8"))
+        if twice := entries.keys() & merged.keys():
+            raise ValueError(f"message keys defined twice ({file.name}): {sorted(twice)}")
+        merged |= entries
+    return merged
 
 
 class _Params(dict[str, object]):

@@ -1,0 +1,108 @@
+"""Monthly output value (产值) and revenue (营收) per enterprise: recording a month (regulator), the upsert an
+import runs, and the facts the statistics core computes from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanwang.db.base import assign_changed
+from suanwang.errors import Invalid
+from suanwang.registry import statistics
+from suanwang.registry import taxonomy as chain
+from suanwang.registry.models import Enterprise, OutputRecord
+from suanwang.registry.schemas import OutputPut
+
+FIRST_YEAR = 2000
+
+
+def check_month(year: int, month: int) -> None:
+    if not (FIRST_YEAR <= year <= 2100 and 1 <= month <= 12):
+        raise Invalid("registry.bad-month", year=year, month=month)
+
+
+def put(session: Session, enterprise: Enterprise, year: int, month: int, data: OutputPut) -> OutputRecord:
+    """Record (or correct) one month."""
+    check_month(year, month)
+    upsert(
+        session,
+        {
+            "output_fen": data.output_fen,
+            "revenue_fen": data.revenue_fen,
+            "above_size": data.above_size,
+        },
+        enterprise=enterprise,
+        year=year,
+        month=month,
+    )
+    found = _find(session, enterprise.id, year, month)
+    assert found is not None
+    return found
+
+
+def _find(session: Session, enterprise_id: int, year: int, month: int) -> OutputRecord | None:
+    return session.scalar(
+        select(OutputRecord).where(
+            OutputRecord.enterprise_id == enterprise_id,
+            OutputRecord.year == year,
+            OutputRecord.month == month,
+        )
+    )
+
+
+def upsert(session: Session, record: dict[str, Any], *, enterprise: Enterprise, year: int, month: int) -> str:
+    """One month of one enterprise; `above_size` None takes the enterprise's flag. A revenue the record
+    does not carry keeps what was recorded."""
+    above = record.get("above_size")
+    values = {
+        "output_fen": record["output_fen"],
+        "above_size": enterprise.above_size if above is None else above,
+    }
+    if "revenue_fen" in record and record["revenue_fen"] is not None:
+        values["revenue_fen"] = record["revenue_fen"]
+    found = _find(session, enterprise.id, year, month)
+    if found is None:
+        session.add(OutputRecord(enterprise_id=enterprise.id, year=year, month=month, **values))
+        session.flush()
+        return "created"
+    changed = assign_changed(found, values)
+    session.flush()
+    return "updated" if changed else "unchanged"
+
+
+def history(session: Session, enterprise_id: int, *, months: int = 24) -> list[OutputRecord]:
+    """The enterprise's latest months with a record, oldest first."""
+    rows = session.scalars(
+        select(OutputRecord)
+        .where(OutputRecord.enterprise_id == enterprise_id)
+        .order_by(OutputRecord.year.desc(), OutputRecord.month.desc())
+        .limit(months)
+    ).all()
+    return list(reversed(rows))
+
+
+def facts(
+    session: Session, years: set[int], *, taxonomy: chain.Taxonomy
+) -> tuple[list[statistics.OutputFact], list[statistics.EnterpriseFacts]]:
+    """The records of these years and every enterprise they name, as the statistics core reads them
+    (the primary segment rolled up to its top-level segment and stage; the current tier)."""
+    records = session.scalars(select(OutputRecord).where(OutputRecord.year.in_(sorted(years)))).all()
+    ids = {r.enterprise_id for r in records}
+    enterprises = (
+        session.scalars(select(Enterprise).where(Enterprise.id.in_(sorted(ids)))).all() if ids else []
+    )
+    facts = [
+        statistics.OutputFact(r.enterprise_id, r.year, r.month, r.output_fen, r.revenue_fen, r.above_size)
+        for r in records
+    ]
+    described = []
+    for e in enterprises:
+        primary = e.segments[0] if e.segments else None
+        described.append(
+            statistics.EnterpriseFacts(
+                e.id, taxonomy.top_of(primary), taxonomy.stage_of(primary), e.tier.value if e.tier else None
+            )
+        )
+    return facts, described
