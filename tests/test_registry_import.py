@@ -194,3 +194,23 @@ def test_bad_requests_and_who_may_import(world: Any, clean_engine: Engine) -> No
         caller.call("POST", "/registry/import/enterprises", content=ENTERPRISES.encode(), expect=403)
         caller.call("GET", "/registry/export/enterprises", expect=403)
     assert count(clean_engine, Enterprise) == 0
+
+
+def test_a_tier_in_a_file_is_granted_once_and_a_promotion_joins_the_history(regulator: Any) -> None:
+    upload(regulator, "enterprises", ENTERPRISES, dry_run=False)
+    (first,) = [e for e in regulator.get("/registry/enterprises")["items"] if e["credit_code"] == GOOD]
+    undated = f"统一社会信用代码,企业名称,梯度层级\n{GOOD},平湖甲科技有限公司,专精特新中小企业\n"
+    # The tier it already holds, without a date: nothing changes (the grant keeps its date).
+    assert upload(regulator, "enterprises", undated, dry_run=False)["unchanged"] == 1
+    promoted = f"统一社会信用代码,企业名称,梯度层级,认定日期\n{GOOD},平湖甲科技有限公司,小巨人,2025-07-01\n"
+    assert upload(regulator, "enterprises", promoted, dry_run=False)["updated"] == 1
+    profile = regulator.get(f"/registry/enterprises/{first['id']}")
+    assert profile["enterprise"]["tier"] == "little_giant"
+    assert [(t["tier"], t["granted_on"]) for t in profile["tiers"]] == [
+        ("specialised_sme", "2023-05-01"),
+        ("little_giant", "2025-07-01"),
+    ]
+    # A file without a tier column leaves the tiers alone.
+    plain = f"统一社会信用代码,企业名称\n{GOOD},平湖甲科技有限公司\n"
+    assert upload(regulator, "enterprises", plain, dry_run=False)["unchanged"] == 1
+    assert regulator.get(f"/registry/enterprises/{first['id']}")["enterprise"]["tier"] == "little_giant"

@@ -181,8 +181,12 @@ def _held(session: Session, enterprise_id: int, tier: Tier) -> EnterpriseTier | 
 
 
 def _refresh_tier(session: Session, enterprise: Enterprise) -> None:
+    _set_current(enterprise, tiers(session, enterprise.id))
+
+
+def _set_current(enterprise: Enterprise, grants: list[EnterpriseTier]) -> None:
     """The current tier: the latest granted and not revoked (the higher on the same day)."""
-    held = [g for g in tiers(session, enterprise.id) if g.revoked_on is None]
+    held = [g for g in grants if g.revoked_on is None]
     current = max(held, key=lambda g: (g.granted_on, RANK[g.tier]), default=None)
     enterprise.tier = current.tier if current else None
     enterprise.tier_granted_on = current.granted_on if current else None
@@ -250,33 +254,57 @@ IMPORTED = (
 )
 
 
-def upsert(session: Session, record: dict[str, Any], *, now: datetime) -> str:
-    """One imported row, already checked: 'created', 'updated' or 'unchanged'. A column the file does not
-    have keeps its value; a tier cell grants that tier (dated by its cell, else today) and a blank
-    one leaves the tiers as they are."""
-    code = record["credit_code"]
-    values = {name: record[name] for name in IMPORTED if name in record}
-    enterprise = session.scalar(select(Enterprise).where(Enterprise.credit_code == code))
-    if enterprise is None:
-        values.setdefault("segments", [])
-        enterprise = Enterprise(
-            credit_code=code,
-            locality_code=credit_code.division_code(code),
-            org_id=_org_for(session, code, None),
-            **values,
-        )
-        session.add(enterprise)
-        session.flush()
-        outcome = "created"
-    else:
-        outcome = "updated" if assign_changed(enterprise, values) else "unchanged"
-    tier = record.get("tier")
-    if tier is not None:
-        on = record.get("tier_granted_on")
-        held = _held(session, enterprise.id, Tier(tier))
-        if on is None:
-            on = held.granted_on if held is not None else today(now)
-        if _grant(session, enterprise, Tier(tier), on, now) and outcome == "unchanged":
-            outcome = "updated"
+def upsert_many(session: Session, records: list[dict[str, Any]], *, now: datetime) -> list[str]:
+    """Imported rows, already checked (one per credit code): 'created', 'updated' or 'unchanged' for each.
+    A column the file does not have keeps its value; a tier cell grants that tier (dated by its cell,
+    else when it was granted before, else today) and a blank one leaves the tiers as they are. The
+    registry is read once and written in batches, so a file of thousands of rows takes seconds."""
+    found = {e.credit_code: e for e in session.scalars(select(Enterprise))}
+    linked = {e.org_id for e in found.values() if e.org_id is not None}
+    orgs = {code: id_ for code, id_ in session.execute(select(Organisation.credit_code, Organisation.id))}
+    outcomes: list[str] = []
+    for record in records:
+        code = record["credit_code"]
+        values = {name: record[name] for name in IMPORTED if name in record}
+        if values.get("above_size") is None:
+            values.pop("above_size", None)  # a blank 规上 cell keeps the flag (new records: not 规上)
+        enterprise = found.get(code)
+        if enterprise is None:
+            values.setdefault("segments", [])
+            org_id = orgs.get(code)
+            enterprise = Enterprise(
+                credit_code=code,
+                locality_code=credit_code.division_code(code),
+                org_id=org_id if org_id not in linked else None,
+                **values,
+            )
+            session.add(enterprise)
+            found[code] = enterprise
+            outcomes.append("created")
+        else:
+            outcomes.append("updated" if assign_changed(enterprise, values) else "unchanged")
     session.flush()
-    return outcome
+    grants = {(g.enterprise_id, g.tier): g for g in session.scalars(select(EnterpriseTier))}
+    regranted: set[int] = set()
+    for number, record in enumerate(records):
+        if record.get("tier") is None:
+            continue
+        enterprise, tier = found[record["credit_code"]], Tier(record["tier"])
+        held = grants.get((enterprise.id, tier))
+        on = record.get("tier_granted_on") or (held.granted_on if held is not None else today(now))
+        if held is not None and held.granted_on == on and held.revoked_on is None:
+            continue
+        if held is None:
+            grant = EnterpriseTier(enterprise_id=enterprise.id, tier=tier, granted_on=on, recorded_at=now)
+            session.add(grant)
+            grants[(enterprise.id, tier)] = grant
+        else:
+            held.granted_on, held.revoked_on, held.recorded_at = on, None, now
+        regranted.add(enterprise.id)
+        if outcomes[number] == "unchanged":
+            outcomes[number] = "updated"
+    for enterprise in found.values():
+        if enterprise.id in regranted:
+            _set_current(enterprise, [g for (e, _), g in grants.items() if e == enterprise.id])
+    session.flush()
+    return outcomes

@@ -52,16 +52,21 @@ def _find(session: Session, enterprise_id: int, year: int, month: int) -> Output
     )
 
 
-def upsert(session: Session, record: dict[str, Any], *, enterprise: Enterprise, year: int, month: int) -> str:
-    """One month of one enterprise; `above_size` None takes the enterprise's flag. A revenue the record
-    does not carry keeps what was recorded."""
+def _values(record: dict[str, Any], enterprise: Enterprise) -> dict[str, Any]:
     above = record.get("above_size")
     values = {
         "output_fen": record["output_fen"],
         "above_size": enterprise.above_size if above is None else above,
     }
-    if "revenue_fen" in record and record["revenue_fen"] is not None:
+    if record.get("revenue_fen") is not None:
         values["revenue_fen"] = record["revenue_fen"]
+    return values
+
+
+def upsert(session: Session, record: dict[str, Any], *, enterprise: Enterprise, year: int, month: int) -> str:
+    """One month of one enterprise; `above_size` None takes the enterprise's flag. A revenue the record
+    does not carry keeps what was recorded."""
+    values = _values(record, enterprise)
     found = _find(session, enterprise.id, year, month)
     if found is None:
         session.add(OutputRecord(enterprise_id=enterprise.id, year=year, month=month, **values))
@@ -70,6 +75,31 @@ def upsert(session: Session, record: dict[str, Any], *, enterprise: Enterprise, 
     changed = assign_changed(found, values)
     session.flush()
     return "updated" if changed else "unchanged"
+
+
+def upsert_many(
+    session: Session, records: list[dict[str, Any]], *, enterprises: dict[str, Enterprise]
+) -> list[str]:
+    """Imported months, already checked (one per credit code and month), read and written in batches:
+    'created', 'updated' or 'unchanged' for each. `enterprises` by credit code."""
+    years = sorted({record["month"][0] for record in records})
+    found = {
+        (r.enterprise_id, r.year, r.month): r
+        for r in session.scalars(select(OutputRecord).where(OutputRecord.year.in_(years)))
+    }
+    outcomes = []
+    for record in records:
+        enterprise = enterprises[record["credit_code"]]
+        year, month = record["month"]
+        values = _values(record, enterprise)
+        existing = found.get((enterprise.id, year, month))
+        if existing is None:
+            session.add(OutputRecord(enterprise_id=enterprise.id, year=year, month=month, **values))
+            outcomes.append("created")
+        else:
+            outcomes.append("updated" if assign_changed(existing, values) else "unchanged")
+    session.flush()
+    return outcomes
 
 
 def history(session: Session, enterprise_id: int, *, months: int = 24) -> list[OutputRecord]:

@@ -162,7 +162,8 @@ def upsert(session: Session, record: dict[str, Any], *, enterprise_ids: dict[str
     """One imported row, already checked: 'created', 'updated' or 'unchanged'."""
     values = {name: record[name] for name in IMPORTED if name in record}
     values["enterprise_id"] = enterprise_ids[record["credit_code"]]
-    values.setdefault("foreign_funded", False)
+    if values.get("foreign_funded") is None:
+        values["foreign_funded"] = bool(values.get("foreign_usd_cents"))
     status = ProjectStatus(record.get("status") or ProjectStatus.SIGNED)
     project = session.scalar(select(Project).where(Project.name == record["name"]))
     if project is None:

@@ -163,7 +163,10 @@ def import_file(
     if errors:
         return report
     savepoint = session.begin_nested()
-    outcomes = Counter(_write(session, dataset, parsed.records, now=now))
+    # A column the file does not have is not part of its rows (the registry keeps those values).
+    present = {*parsed.columns, *datasets.KEYS[dataset]}
+    rows = [{k: v for k, v in r.items() if k in present} for r in parsed.records]
+    outcomes = Counter(_write(session, dataset, rows, now=now))
     if dry_run:
         savepoint.rollback()
     else:
@@ -177,20 +180,15 @@ def import_file(
     )
 
 
-def _write(session: Session, dataset: str, records: list[datasets.Record], *, now: datetime) -> list[str]:
+def _write(session: Session, dataset: str, rows: list[dict[str, Any]], *, now: datetime) -> list[str]:
     if dataset == "enterprises":
-        return [enterprises.upsert(session, dict(r), now=now) for r in records]
-    ids = dict(session.execute(select(Enterprise.credit_code, Enterprise.id)).all())
+        return enterprises.upsert_many(session, rows, now=now)
+    by_code = {e.credit_code: e for e in session.scalars(select(Enterprise))}
     if dataset == "projects":
+        ids = {code: e.id for code, e in by_code.items()}
         today = enterprises.today(now)
-        return [projects.upsert(session, dict(r), enterprise_ids=ids, today=today) for r in records]
-    by_id = {e.id: e for e in session.scalars(select(Enterprise))}
-    result = []
-    for r in records:
-        year, month = r["month"]  # type: ignore[misc]
-        enterprise = by_id[ids[str(r["credit_code"])]]
-        result.append(output.upsert(session, dict(r), enterprise=enterprise, year=year, month=month))
-    return result
+        return [projects.upsert(session, r, enterprise_ids=ids, today=today) for r in rows]
+    return output.upsert_many(session, rows, enterprises=by_code)
 
 
 # --- export --------------------------------------------------------------------------------------
