@@ -116,6 +116,13 @@ def test_an_enterprise_is_linked_to_its_tenant_organisation_and_tenants_see_only
     assert count(clean_engine, Enterprise) == 3
 
 
+def test_an_organisation_registered_later_is_linked_to_its_record(regulator: Any) -> None:
+    record = enterprise(regulator)
+    assert record["org_id"] is None
+    org = factories.org(regulator, credit_code=record["credit_code"])
+    assert regulator.get(f"/registry/enterprises/{record['id']}")["enterprise"]["org_id"] == org["id"]
+
+
 @pytest.mark.parametrize(
     ("fields", "code"),
     [

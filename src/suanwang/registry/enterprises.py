@@ -123,6 +123,14 @@ def _org_for(session: Session, code: str, org_id: int | None) -> int | None:
     return org_id
 
 
+def link_org(session: Session, org: Organisation) -> None:
+    """A newly registered tenant organisation takes over the registry record with its credit code."""
+    found = session.scalar(select(Enterprise).where(Enterprise.credit_code == org.credit_code))
+    if found is not None and found.org_id is None:
+        found.org_id = org.id
+        session.flush()
+
+
 def create(session: Session, *, principal: Principal, data: EnterpriseCreate, now: datetime) -> Enterprise:
     require_regulator(principal)
     code = validate_credit_code(data.credit_code)

@@ -63,6 +63,9 @@ def create_org(*, session: Session, principal: Principal, data: OrgCreate) -> Or
     )
     session.add(org)
     session.flush()
+    from suanwang.registry.enterprises import link_org  # the registry builds on tenants, not back
+
+    link_org(session, org)
     return org
 
 
