@@ -171,6 +171,7 @@ def test_filters_find_enterprises_by_segment_stage_tier_district_size_and_name(r
     assert found("above_size=true") == {optics["id"], switch["id"]}
     assert found("above_size=false&segment=robots") == {robot["id"]}
     assert found("q=机器人") == {robot["id"]}
+    assert found("q=%") == found("q=_") == set()  # literal characters, not wildcards
     assert found(f"q={bare['credit_code']}") == {bare["id"]}
     assert_problem(
         regulator.call("GET", "/registry/enterprises?segment=nope"), 422, "registry.unknown-segment"
@@ -409,3 +410,45 @@ def test_candidates_for_a_tier_show_what_each_meets_and_misses(regulator: Any) -
         422,
         "registry.cultivation.not-on-ladder",
     )
+
+
+def test_search_by_name_ignores_case_on_both_databases(regulator: Any) -> None:
+    optics = enterprise(regulator, name="平湖光学", name_en="Pinghu Optics Co.")
+    assert [e["id"] for e in regulator.get("/registry/enterprises?q=pinghu OPTICS")["items"]] == [
+        optics["id"]
+    ]
+    code = optics["credit_code"].lower()
+    assert [e["id"] for e in regulator.get(f"/registry/enterprises?q={code}")["items"]] == [optics["id"]]
+
+
+def test_two_segments_cannot_share_a_name(regulator: Any) -> None:
+    body = {"code": "cooling", "stage": "midstream", "name_zh": "数据中心", "name_en": "Cooling"}
+    assert_problem(
+        regulator.call("POST", "/registry/segments", json=body), 409, "registry.segment-name-taken"
+    )
+    response = regulator.call("PATCH", "/registry/segments/routers", json={"name_en": "switches"})
+    assert_problem(response, 409, "registry.segment-name-taken")
+
+
+def test_the_current_tier_is_the_highest_held_and_sorting_follows_the_ladder(regulator: Any) -> None:
+    giant = enterprise(regulator, tier="little_giant", tier_granted_on="2024-01-10")
+    # A later re-certification of a lower tier does not demote it.
+    path = f"/registry/enterprises/{giant['id']}/tiers"
+    again = regulator.post(path, {"tier": "specialised_sme", "granted_on": "2025-02-01"}, expect=200)
+    assert (again["tier"], again["tier_granted_on"]) == ("little_giant", "2024-01-10")
+    small = enterprise(regulator, tier="innovative_sme")
+    none = enterprise(regulator)
+    order = [e["id"] for e in regulator.get("/registry/enterprises?sort=-tier")["items"]]
+    assert order == [giant["id"], small["id"], none["id"]]
+    response = regulator.call(
+        "POST",
+        "/registry/enterprises",
+        json={
+            "credit_code": factories.credit_code(),
+            "name": "X",
+            "founded_on": "2020-01-01",
+            "tier": "innovative_sme",
+            "tier_granted_on": "2019-01-01",
+        },
+    )
+    assert_problem(response, 422, "registry.tier-before-founding")

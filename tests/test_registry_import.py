@@ -214,3 +214,129 @@ def test_a_tier_in_a_file_is_granted_once_and_a_promotion_joins_the_history(regu
     plain = f"统一社会信用代码,企业名称\n{GOOD},平湖甲科技有限公司\n"
     assert upload(regulator, "enterprises", plain, dry_run=False)["unchanged"] == 1
     assert regulator.get(f"/registry/enterprises/{first['id']}")["enterprise"]["tier"] == "little_giant"
+
+
+# --- what review found: a file's rows read together with the records they change -----------------
+
+
+def test_a_file_without_a_column_keeps_the_stored_values(regulator: Any, clean_engine: Engine) -> None:
+    upload(regulator, "enterprises", ENTERPRISES, dry_run=False)
+    # The month was below size; the enterprise is 规上 now: re-importing the month without a 规上 column
+    # must not rewrite that month's history.
+    upload(
+        regulator, "output", f"统一社会信用代码,月份,产值,是否规上\n{GOOD},2024-01,100,否\n", dry_run=False
+    )
+    again = upload(regulator, "output", f"统一社会信用代码,月份,产值\n{GOOD},2024-01,100\n", dry_run=False)
+    assert again["unchanged"] == 1
+    with session_scope(clean_engine) as session:
+        (month,) = session.scalars(select(OutputRecord)).all()
+        assert month.above_size is False
+    (record,) = [e for e in regulator.get("/registry/enterprises")["items"] if e["credit_code"] == GOOD]
+    put = regulator.call(
+        "PUT", f"/registry/enterprises/{record['id']}/output/2024-01", json={"output_fen": 5}
+    )
+    assert put.status_code == 200 and put.json()["above_size"] is False
+
+    header = "项目名称,企业统一社会信用代码,产业链环节,总投资,是否外资,外资金额（万美元）,签约日期,项目状态"
+    upload(
+        regulator,
+        "projects",
+        f"{header}\n甲,{GOOD},data_centres,100,是,50,2024-03-01,已签约\n",
+        dry_run=False,
+    )
+    plain = "项目名称,企业统一社会信用代码,产业链环节,总投资,签约日期,项目状态"
+    without = f"{plain}\n甲,{GOOD},data_centres,100,2024-03-01,已签约\n"
+    assert upload(regulator, "projects", without, dry_run=False)["unchanged"] == 1
+    (project,) = regulator.get("/registry/projects")["items"]
+    assert project["foreign_funded"] is True and project["foreign_usd_cents"] == 50_0000_00
+
+
+def test_rows_that_break_the_apis_rules_are_row_errors(regulator: Any, clean_engine: Engine) -> None:
+    header = "统一社会信用代码,企业名称,研发强度(%),联系电话,梯度层级,认定日期,成立日期"
+    text = (
+        f"{header}\n"
+        f"{GOOD},甲,99999999,0573-1234567,,,\n"  # R&D intensity over 100 %
+        f"{OTHER},乙,4,abc,,,\n"  # not a phone number
+        f"{factories.credit_code()},丙,4,,专精特新中小企业,2010-01-01,2015-01-01\n"  # granted before founding
+        f"{factories.credit_code()},丁,4,,,2020-01-01,\n"  # a date without a tier
+    )
+    report = upload(regulator, "enterprises", text, dry_run=True)
+    assert [(e["row"], e["field"]) for e in report["errors"]] == [
+        (2, "rd_intensity_bp"),
+        (3, "contact_phone"),
+        (4, "tier_granted_on"),
+        (5, "tier_granted_on"),
+    ]
+    upload(regulator, "enterprises", text, dry_run=False, expect=422)
+    assert count(clean_engine, Enterprise) == 0
+
+
+def test_a_project_row_is_checked_against_the_stored_project(regulator: Any) -> None:
+    upload(regulator, "enterprises", ENTERPRISES, dry_run=False)
+    header = "项目名称,企业统一社会信用代码,产业链环节,总投资,签约日期,项目状态,开工日期"
+    upload(
+        regulator,
+        "projects",
+        f"{header}\n甲,{GOOD},data_centres,100,2024-03-01,在建,2024-06-01\n",
+        dry_run=False,
+    )
+    backwards = f"{header}\n甲,{GOOD},data_centres,100,2024-03-01,已签约,2024-06-01\n"
+    report = upload(regulator, "projects", backwards, dry_run=True)
+    assert [(e["row"], e["field"]) for e in report["errors"]] == [(2, "status")]
+    # Moving the signing after the stored start of construction breaks the date rule.
+    plain = "项目名称,企业统一社会信用代码,产业链环节,总投资,签约日期,项目状态"
+    late = f"{plain}\n甲,{GOOD},data_centres,100,2030-01-01,在建\n"
+    report = upload(regulator, "projects", late, dry_run=True)
+    assert [(e["row"], e["field"]) for e in report["errors"]] == [(2, "construction_on")]
+    (project,) = regulator.get("/registry/projects")["items"]
+    assert project["construction_on"] == "2024-06-01"
+
+
+def test_records_keep_a_retired_segment_through_export_and_import(regulator: Any) -> None:
+    upload(regulator, "enterprises", ENTERPRISES, dry_run=False)  # GOOD is in optical_modules
+    regulator.patch("/registry/segments/optical_modules", {"retired": True})
+    for lang in ("en", "zh-CN"):
+        exported = regulator.call("GET", "/registry/export/enterprises", headers={"Accept-Language": lang})
+        report = regulator.call(
+            "POST", "/registry/import/enterprises?dry_run=false", content=exported.content, expect=200
+        ).json()
+        assert report["errors"] == [] and report["unchanged"] == 2
+    # A record that did not have it cannot take it.
+    moved = f"统一社会信用代码,企业名称,产业链环节\n{OTHER},乙,optical_modules\n"
+    report = upload(regulator, "enterprises", moved, dry_run=True)
+    assert [(e["row"], e["field"]) for e in report["errors"]] == [(2, "segments")]
+    assert "optical_modules" in report["errors"][0]["message"]
+
+
+def test_projects_round_trip_into_a_fresh_registry(regulator: Any, clean_engine: Engine) -> None:
+    upload(regulator, "enterprises", ENTERPRISES, dry_run=False)
+    header = ",".join(
+        (
+            *("项目名称", "企业统一社会信用代码", "产业链环节", "总投资（万元）", "是否外资"),
+            *("外资金额（万美元）", "签约日期", "项目状态", "开工日期", "投产日期"),
+        )
+    )
+    text = (
+        f"{header}\n甲,{GOOD},data_centres,12.5,是,3,2024-03-01,已投产,2024-05-01,2025-01-02\n"
+        f"乙,{OTHER},robots,7,否,,2024-04-01,已签约,,\n"
+    )
+    upload(regulator, "projects", text, dry_run=False)
+    before = regulator.get("/registry/projects?sort=name")["items"]
+    exported = {
+        e: regulator.call("GET", f"/registry/export/{e}?format=xlsx").content
+        for e in ("enterprises", "projects")
+    }
+    with session_scope(clean_engine) as session:
+        session.query(Project).delete()
+    for dataset in ("enterprises", "projects"):
+        regulator.call(
+            "POST",
+            f"/registry/import/{dataset}?format=xlsx&dry_run=false",
+            content=exported[dataset],
+            expect=200,
+        )
+    after = regulator.get("/registry/projects?sort=name")["items"]
+    drop = ("id",)
+    assert [{k: v for k, v in p.items() if k not in drop} for p in after] == [
+        {k: v for k, v in p.items() if k not in drop} for p in before
+    ]

@@ -522,6 +522,8 @@ def project(draw: st.DrawFn, name: str) -> dict[str, Any]:
         "foreign_usd_cents": draw(st.integers(1, 10**13)) if foreign else None,
         "signed_on": draw(days),
         "status": draw(st.sampled_from(ProjectStatus)),
+        "construction_on": draw(st.none() | days),
+        "production_on": draw(st.none() | days),
         "department": draw(maybe_words),
         "chain_leader": draw(maybe_words),
     }

@@ -12,6 +12,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from sqlalchemy import case
 
 from suanwang.api.deps import CtxDep, PageDep
 from suanwang.api.idempotency import IdemDep, created
@@ -39,6 +40,7 @@ from suanwang.registry.schemas import (
     TierRevoke,
 )
 from suanwang.tenants.access import require_regulator
+from suanwang.timeutil import shanghai_date
 
 router = APIRouter(prefix="/registry", tags=["registry"], responses=PROBLEM_RESPONSES)
 
@@ -92,7 +94,8 @@ ENTERPRISE_SORTS = {
     "id": Enterprise.id,
     "name": Enterprise.name,
     "credit_code": Enterprise.credit_code,
-    "tier": Enterprise.tier,
+    # The ladder's order, not the codes' alphabetical one (no tier sorts first).
+    "tier": case({t: i for i, t in enumerate(Tier, start=1)}, value=Enterprise.tier, else_=0),
     "employees": Enterprise.employees,
     "rd_intensity_bp": Enterprise.rd_intensity_bp,
     "founded_on": Enterprise.founded_on,
@@ -191,14 +194,9 @@ def put_output(enterprise_id: Id, month: str, body: OutputPut, ctx: CtxDep) -> O
     require_regulator(ctx.principal)
     enterprise = enterprises.get_enterprise(ctx.session, principal=ctx.principal, enterprise_id=enterprise_id)
     year, number = parse_month(month)
-    output.put(ctx.session, enterprise, year, number, body)
+    record = output.put(ctx.session, enterprise, year, number, body)
     ctx.session.commit()
-    found = [
-        r
-        for r in output.history(ctx.session, enterprise.id, months=10_000)
-        if (r.year, r.month) == (year, number)
-    ]
-    return OutputRead.model_validate(found[0])
+    return OutputRead.model_validate(record)
 
 
 # --- projects ------------------------------------------------------------------------------------
@@ -242,7 +240,7 @@ class ProjectFilters:
     def statement(self, taxonomy: chain.Taxonomy) -> Any:
         values = dict(self.values)
         code = values.pop("segment")
-        if code is not None:
+        if code is not None and code not in taxonomy.nodes:  # a retired segment still finds its projects
             chain.check_codes(taxonomy, [code], field="segment")
         return projects.search(segment=taxonomy.within(code) if code else None, **values)
 
@@ -269,7 +267,7 @@ def project_summary(ctx: CtxDep, filters: ProjectFiltersDep) -> dict[str, Any]:
 
 @router.post("/projects", status_code=201, response_model=ProjectRead)
 def create_project(body: ProjectCreate, ctx: CtxDep, idem: IdemDep) -> Any:
-    today = enterprises.today(ctx.now)
+    today = shanghai_date(ctx.now)
     return created(
         ctx,
         idem,
@@ -295,7 +293,7 @@ def update_project(project_id: Id, body: ProjectPatch, ctx: CtxDep) -> ProjectRe
         project_id=project_id,
         data=body,
         now=ctx.now,
-        today=enterprises.today(ctx.now),
+        today=shanghai_date(ctx.now),
     )
     ctx.session.commit()
     return ProjectRead.model_validate(project)

@@ -36,7 +36,8 @@ Lang = Literal["en", "zh"]
 Record = dict[str, object]
 
 MAX_MINOR_UNITS = 10**15  # fen or cents; XLSX keeps 15 significant digits, so larger amounts would drift
-MAX_COUNT = 2_000_000_000  # employees, patents: a 32-bit column
+MAX_COUNT = 10_000_000  # employees, patents: the API's bound
+MAX_BASIS_POINTS = 10_000  # R&D intensity: at most 100 %
 MAX_NUMBER_CHARS = 40
 EARLIEST = date(1900, 1, 1)
 LATEST = date(2099, 12, 31)
@@ -48,6 +49,7 @@ E = TypeVar("E", bound=enum.StrEnum)
 class Kind(enum.StrEnum):
     TEXT = "text"
     EMAIL = "email"
+    PHONE = "phone"
     CREDIT_CODE = "credit_code"
     SEGMENTS = "segments"
     SEGMENT = "segment"
@@ -121,6 +123,7 @@ DATE_COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
 MONTH_TEXT = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*月?")
 MONTH_COMPACT = re.compile(r"(\d{4})(\d{2})")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+PHONE = re.compile(r"[0-9+\-() ]{3,40}")  # as the API's contact_phone
 
 
 def norm(text: str) -> str:
@@ -142,6 +145,7 @@ class Field:
     required: bool
     aliases: tuple[str, ...]
     max_chars: int | None = None
+    maximum: int | None = None  # in stored units (the API's bound for the same field)
 
     def label(self, lang: Lang) -> str:
         base = self.aliases[0 if lang == "en" else 1]
@@ -156,8 +160,15 @@ class Field:
         return names
 
 
-def _f(name: str, kind: Kind, *aliases: str, required: bool = False, max_chars: int | None = None) -> Field:
-    return Field(name, kind, required, aliases, max_chars)
+def _f(
+    name: str,
+    kind: Kind,
+    *aliases: str,
+    required: bool = False,
+    max_chars: int | None = None,
+    maximum: int | None = None,
+) -> Field:
+    return Field(name, kind, required, aliases, max_chars, maximum)
 
 
 CREDIT_CODE_ALIASES = (
@@ -182,13 +193,15 @@ ENTERPRISES = (
        "认定时间", "tier date"),
     _f("above_size", Kind.BOOL, "Above designated size", "规上", "是否规上", "规上企业", "是否规上企业",
        "above size"),
-    _f("employees", Kind.INT, "Employees", "从业人员", "员工人数", "从业人员数", "职工人数"),
+    _f("employees", Kind.INT, "Employees", "从业人员", "员工人数", "从业人员数", "职工人数",
+       maximum=MAX_COUNT),
     _f("rd_intensity_bp", Kind.PERCENT, "R&D intensity", "研发强度", "研发投入强度", "研发投入占比",
-       "rd intensity"),
-    _f("patents", Kind.INT, "Invention patents", "发明专利数", "发明专利", "有效发明专利数", "patents"),
+       "rd intensity", maximum=MAX_BASIS_POINTS),
+    _f("patents", Kind.INT, "Invention patents", "发明专利数", "发明专利", "有效发明专利数", "patents",
+       maximum=MAX_COUNT),
     _f("founded_on", Kind.DATE, "Founded on", "成立日期", "成立时间", "注册日期", "founded"),
     _f("contact_name", Kind.TEXT, "Contact", "联系人", "contact name", max_chars=100),
-    _f("contact_phone", Kind.TEXT, "Phone", "联系电话", "电话", "手机", "手机号码", "contact phone",
+    _f("contact_phone", Kind.PHONE, "Phone", "联系电话", "电话", "手机", "手机号码", "contact phone",
        max_chars=40),
     _f("contact_email", Kind.EMAIL, "Email", "邮箱", "电子邮箱", "contact email", "e-mail", max_chars=200),
 )  # fmt: skip
@@ -204,6 +217,8 @@ PROJECTS = (
     _f("foreign_usd_cents", Kind.USD, "Foreign investment", "外资金额", "合同外资", "合同外资金额"),
     _f("signed_on", Kind.DATE, "Signed on", "签约日期", "签约时间", required=True),
     _f("status", Kind.STATUS, "Status", "项目状态", "进展状态", "状态", required=True),
+    _f("construction_on", Kind.DATE, "Construction started", "开工日期", "开工时间"),
+    _f("production_on", Kind.DATE, "Production started", "投产日期", "投产时间"),
     _f("department", Kind.TEXT, "Lead department", "牵头部门", "责任部门", max_chars=100),
     _f("chain_leader", Kind.TEXT, "Chain leader", "链长", max_chars=100),
 )  # fmt: skip
@@ -474,14 +489,21 @@ def _amount(cell: Cell, column: _Column) -> int:
     places = column.unit
     if column.field.kind is Kind.PERCENT and isinstance(cell, str) and cell.strip().endswith("%"):
         cell, places = cell.strip()[:-1], 2  # "4.3%" is percent whatever the header says
-    return _minor(_decimal(cell), places, MAX_MINOR_UNITS)
+    return _minor(_decimal(cell), places, column.field.maximum or MAX_MINOR_UNITS)
 
 
-def _count(cell: Cell) -> int:
+def _count(cell: Cell, f: Field) -> int:
     number = _decimal(cell)
     if number != number.to_integral_value():
         raise _Bad("registry.import.not-whole")
-    return _minor(number, 0, MAX_COUNT)
+    return _minor(number, 0, f.maximum or MAX_COUNT)
+
+
+def _phone(cell: Cell, f: Field) -> str:
+    text = _text(cell, f)
+    if not PHONE.fullmatch(text):
+        raise _Bad("registry.import.bad-phone")
+    return text
 
 
 def _bool(cell: Cell) -> bool:
@@ -595,7 +617,8 @@ READERS: dict[Kind, Reader] = {
     Kind.SEGMENT: lambda cell, _, segments: _segment(show(cell), segments),
     Kind.TIER: lambda cell, _, __: _tier(cell),
     Kind.BOOL: lambda cell, _, __: _bool(cell),
-    Kind.INT: lambda cell, _, __: _count(cell),
+    Kind.INT: lambda cell, column, _: _count(cell, column.field),
+    Kind.PHONE: lambda cell, column, _: _phone(cell, column.field),
     Kind.MONEY: lambda cell, column, _: _amount(cell, column),
     Kind.USD: lambda cell, column, _: _amount(cell, column),
     Kind.PERCENT: lambda cell, column, _: _amount(cell, column),

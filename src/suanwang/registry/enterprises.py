@@ -18,14 +18,10 @@ from suanwang.tenants import credit_code
 from suanwang.tenants.access import Principal, require_regulator
 from suanwang.tenants.models import Organisation
 from suanwang.tenants.service import validate_credit_code
-from suanwang.timeutil import SHANGHAI
+from suanwang.timeutil import shanghai_date
 
-# Ladder rank, to order tiers granted on the same day (the higher one is the current tier).
+# Ladder rank: the highest tier an enterprise holds is its current tier.
 RANK = {tier: i for i, tier in enumerate(Tier)}
-
-
-def today(now: datetime) -> date:
-    return now.astimezone(SHANGHAI).date()
 
 
 # --- who sees what -------------------------------------------------------------------------------
@@ -95,9 +91,14 @@ def search(
     if above_size is not None:
         stmt = stmt.where(Enterprise.above_size.is_(above_size))
     if q:
-        like = f"%{q}%"
+        # Case-insensitive on both databases; %, _ and \ in the query are literal characters.
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         stmt = stmt.where(
-            or_(Enterprise.name.like(like), Enterprise.name_en.like(like), Enterprise.credit_code == q)
+            or_(
+                Enterprise.name.ilike(like, escape="\\"),
+                Enterprise.name_en.ilike(like, escape="\\"),
+                Enterprise.credit_code == q.upper(),
+            )
         )
     if not include_retired:
         stmt = stmt.where(Enterprise.retired_at.is_(None))
@@ -144,7 +145,9 @@ def create(session: Session, *, principal: Principal, data: EnterpriseCreate, no
     session.add(enterprise)
     session.flush()
     if data.tier is not None:
-        _grant(session, enterprise, data.tier, data.tier_granted_on or today(now), now)
+        granted_on = data.tier_granted_on or shanghai_date(now)
+        _check_granted_on(granted_on, data.founded_on)
+        _grant(session, enterprise, data.tier, granted_on, now)
     return enterprise
 
 
@@ -180,6 +183,11 @@ def tiers(session: Session, enterprise_id: int) -> list[EnterpriseTier]:
     )
 
 
+def _check_granted_on(granted_on: date, founded_on: date | None) -> None:
+    if founded_on is not None and granted_on < founded_on:
+        raise Invalid("registry.tier-before-founding", granted_on=granted_on, founded_on=founded_on)
+
+
 def _held(session: Session, enterprise_id: int, tier: Tier) -> EnterpriseTier | None:
     return session.scalar(
         select(EnterpriseTier).where(
@@ -193,9 +201,10 @@ def _refresh_tier(session: Session, enterprise: Enterprise) -> None:
 
 
 def _set_current(enterprise: Enterprise, grants: list[EnterpriseTier]) -> None:
-    """The current tier: the latest granted and not revoked (the higher on the same day)."""
+    """The current tier: the highest held (granted, not revoked). Re-certifying a lower tier later does
+    not demote an enterprise; only a revocation does."""
     held = [g for g in grants if g.revoked_on is None]
-    current = max(held, key=lambda g: (g.granted_on, RANK[g.tier]), default=None)
+    current = max(held, key=lambda g: RANK[g.tier], default=None)
     enterprise.tier = current.tier if current else None
     enterprise.tier_granted_on = current.granted_on if current else None
 
@@ -219,10 +228,7 @@ def grant_tier(
 ) -> Enterprise:
     require_regulator(principal)
     enterprise = get_enterprise(session, principal=principal, enterprise_id=enterprise_id)
-    if enterprise.founded_on is not None and data.granted_on < enterprise.founded_on:
-        raise Invalid(
-            "registry.tier-before-founding", granted_on=data.granted_on, founded_on=enterprise.founded_on
-        )
+    _check_granted_on(data.granted_on, enterprise.founded_on)
     _grant(session, enterprise, data.tier, data.granted_on, now)
     return enterprise
 
@@ -299,7 +305,7 @@ def upsert_many(session: Session, records: list[dict[str, Any]], *, now: datetim
             continue
         enterprise, tier = found[record["credit_code"]], Tier(record["tier"])
         held = grants.get((enterprise.id, tier))
-        on = record.get("tier_granted_on") or (held.granted_on if held is not None else today(now))
+        on = record.get("tier_granted_on") or (held.granted_on if held is not None else shanghai_date(now))
         if held is not None and held.granted_on == on and held.revoked_on is None:
             continue
         if held is None:

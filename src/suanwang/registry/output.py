@@ -24,22 +24,17 @@ def check_month(year: int, month: int) -> None:
 
 
 def put(session: Session, enterprise: Enterprise, year: int, month: int, data: OutputPut) -> OutputRecord:
-    """Record (or correct) one month."""
+    """Record (or correct) one month; a 规上 flag or revenue not given keeps what the month has."""
     check_month(year, month)
-    upsert(
-        session,
-        {
-            "output_fen": data.output_fen,
-            "revenue_fen": data.revenue_fen,
-            "above_size": data.above_size,
-        },
-        enterprise=enterprise,
-        year=year,
-        month=month,
-    )
-    found = _find(session, enterprise.id, year, month)
-    assert found is not None
-    return found
+    record = _find(session, enterprise.id, year, month)
+    values = _values(data.model_dump(), enterprise, record)
+    if record is None:
+        record = OutputRecord(enterprise_id=enterprise.id, year=year, month=month, **values)
+        session.add(record)
+    else:
+        assign_changed(record, values)
+    session.flush()
+    return record
 
 
 def _find(session: Session, enterprise_id: int, year: int, month: int) -> OutputRecord | None:
@@ -52,29 +47,18 @@ def _find(session: Session, enterprise_id: int, year: int, month: int) -> Output
     )
 
 
-def _values(record: dict[str, Any], enterprise: Enterprise) -> dict[str, Any]:
+def _values(record: dict[str, Any], enterprise: Enterprise, existing: OutputRecord | None) -> dict[str, Any]:
+    """What to store: a 规上 flag not given keeps the month's (a new month: the enterprise's flag now); a
+    revenue not given keeps what was recorded."""
+    values: dict[str, Any] = {"output_fen": record["output_fen"]}
     above = record.get("above_size")
-    values = {
-        "output_fen": record["output_fen"],
-        "above_size": enterprise.above_size if above is None else above,
-    }
+    if above is not None:
+        values["above_size"] = above
+    elif existing is None:
+        values["above_size"] = enterprise.above_size
     if record.get("revenue_fen") is not None:
         values["revenue_fen"] = record["revenue_fen"]
     return values
-
-
-def upsert(session: Session, record: dict[str, Any], *, enterprise: Enterprise, year: int, month: int) -> str:
-    """One month of one enterprise; `above_size` None takes the enterprise's flag. A revenue the record
-    does not carry keeps what was recorded."""
-    values = _values(record, enterprise)
-    found = _find(session, enterprise.id, year, month)
-    if found is None:
-        session.add(OutputRecord(enterprise_id=enterprise.id, year=year, month=month, **values))
-        session.flush()
-        return "created"
-    changed = assign_changed(found, values)
-    session.flush()
-    return "updated" if changed else "unchanged"
 
 
 def upsert_many(
@@ -91,8 +75,8 @@ def upsert_many(
     for record in records:
         enterprise = enterprises[record["credit_code"]]
         year, month = record["month"]
-        values = _values(record, enterprise)
         existing = found.get((enterprise.id, year, month))
+        values = _values(record, enterprise, existing)
         if existing is None:
             session.add(OutputRecord(enterprise_id=enterprise.id, year=year, month=month, **values))
             outcomes.append("created")
@@ -120,9 +104,8 @@ def facts(
     (the primary segment rolled up to its top-level segment and stage; the current tier)."""
     records = session.scalars(select(OutputRecord).where(OutputRecord.year.in_(sorted(years)))).all()
     ids = {r.enterprise_id for r in records}
-    enterprises = (
-        session.scalars(select(Enterprise).where(Enterprise.id.in_(sorted(ids)))).all() if ids else []
-    )
+    # The whole registry rather than `IN (ids)`: tens of thousands of ids exceed the databases' limits.
+    enterprises = [e for e in session.scalars(select(Enterprise)) if e.id in ids]
     facts = [
         statistics.OutputFact(r.enterprise_id, r.year, r.month, r.output_fen, r.revenue_fen, r.above_size)
         for r in records

@@ -22,9 +22,11 @@ from suanwang.tenants.access import Principal, require_regulator
 ORDER = {status: i for i, status in enumerate(ProjectStatus)}
 
 
-def check(values: dict[str, Any], taxonomy: chain.Taxonomy) -> None:
-    """The rules a project's fields keep together, whoever sets them (API or import)."""
-    chain.check_codes(taxonomy, [values["segment"]], field="segment")
+def check(values: dict[str, Any], taxonomy: chain.Taxonomy | None) -> None:
+    """The rules a project's fields keep together, whoever sets them (API or import); the segment is
+    checked against `taxonomy` unless it is None (a stored project keeps a segment retired since)."""
+    if taxonomy is not None:
+        chain.check_codes(taxonomy, [values["segment"]], field="segment")
     if values["foreign_funded"] and not values.get("foreign_usd_cents"):
         raise Invalid("registry.foreign-needs-amount", name=values["name"])
     if not values["foreign_funded"] and values.get("foreign_usd_cents"):
@@ -153,28 +155,36 @@ IMPORTED = (
     "foreign_funded",
     "foreign_usd_cents",
     "signed_on",
+    "construction_on",
+    "production_on",
     "department",
     "chain_leader",
 )
 
 
-def upsert(session: Session, record: dict[str, Any], *, enterprise_ids: dict[str, int], today: date) -> str:
-    """One imported row, already checked: 'created', 'updated' or 'unchanged'."""
-    values = {name: record[name] for name in IMPORTED if name in record}
-    values["enterprise_id"] = enterprise_ids[record["credit_code"]]
-    if values.get("foreign_funded") is None:
-        values["foreign_funded"] = bool(values.get("foreign_usd_cents"))
-    status = ProjectStatus(record.get("status") or ProjectStatus.SIGNED)
-    project = session.scalar(select(Project).where(Project.name == record["name"]))
-    if project is None:
-        project = Project(name=record["name"], status=ProjectStatus.SIGNED, **values)
-        _stamp_status(project, status, today)
-        session.add(project)
-        session.flush()
-        return "created"
-    changed = assign_changed(project, values)
-    if status is not project.status:
-        _stamp_status(project, status, today)
-        changed = True
+def upsert_many(
+    session: Session, records: list[dict[str, Any]], *, enterprise_ids: dict[str, int], today: date
+) -> list[str]:
+    """Imported rows, already checked (one per name): 'created', 'updated' or 'unchanged' for each. A
+    column the file does not have keeps its value (a new project: not foreign-funded)."""
+    found = {p.name: p for p in session.scalars(select(Project))}
+    outcomes = []
+    for record in records:
+        values = {name: record[name] for name in IMPORTED if name in record}
+        values["enterprise_id"] = enterprise_ids[record["credit_code"]]
+        status = ProjectStatus(record.get("status") or ProjectStatus.SIGNED)
+        project = found.get(record["name"])
+        if project is None:
+            project = Project(name=record["name"], status=ProjectStatus.SIGNED, **values)
+            _stamp_status(project, status, today)
+            session.add(project)
+            found[project.name] = project
+            outcomes.append("created")
+            continue
+        changed = assign_changed(project, values)
+        if status is not project.status:
+            _stamp_status(project, status, today)
+            changed = True
+        outcomes.append("updated" if changed else "unchanged")
     session.flush()
-    return "updated" if changed else "unchanged"
+    return outcomes

@@ -4,11 +4,10 @@ for a tier with the criteria each meets, misses or lacks data for."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanwang.errors import Invalid
@@ -62,25 +61,21 @@ def reset_criteria(session: Session, *, principal: Principal, tier: Tier) -> Non
         session.flush()
 
 
-def _revenues(session: Session, ids: list[int], years: tuple[int, int]) -> dict[tuple[int, int], int]:
-    """Revenue per (enterprise, year) over the months that report one (a year with none is unknown)."""
-    found: dict[tuple[int, int], int] = defaultdict(int)
+def _revenues(session: Session, ids: set[int], years: tuple[int, int]) -> dict[tuple[int, int], int]:
+    """Revenue per (enterprise, year) over the months that report one (a year with none is unknown);
+    summed in the database per enterprise and year, filtered here (no `IN` list of every id)."""
     rows = session.execute(
-        select(OutputRecord.enterprise_id, OutputRecord.year, OutputRecord.revenue_fen).where(
-            OutputRecord.enterprise_id.in_(ids),
-            OutputRecord.year.in_(years),
-            OutputRecord.revenue_fen.is_not(None),
-        )
+        select(OutputRecord.enterprise_id, OutputRecord.year, func.sum(OutputRecord.revenue_fen))
+        .where(OutputRecord.year.in_(years), OutputRecord.revenue_fen.is_not(None))
+        .group_by(OutputRecord.enterprise_id, OutputRecord.year)
     )
-    for enterprise_id, year, revenue in rows:
-        found[(enterprise_id, year)] += revenue
-    return found
+    return {(e, year): int(total) for e, year, total in rows if e in ids}
 
 
 def facts(session: Session, enterprises: list[Enterprise], as_of: date) -> list[cultivation.Facts]:
     """The facts of each enterprise; revenues are of the last two full calendar years before `as_of`."""
     last, before = as_of.year - 1, as_of.year - 2
-    revenue = _revenues(session, [e.id for e in enterprises], (last, before))
+    revenue = _revenues(session, {e.id for e in enterprises}, (last, before))
     return [
         cultivation.Facts(
             enterprise_id=e.id,

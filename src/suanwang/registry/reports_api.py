@@ -16,11 +16,12 @@ from suanwang.api.deps import CtxDep, request_lang
 from suanwang.api.schemas import PROBLEM_RESPONSES
 from suanwang.errors import Invalid, PayloadTooLarge
 from suanwang.i18n import t
-from suanwang.registry import cultivation, enterprises, output, promotions, statistics, tabular, transfer
+from suanwang.registry import cultivation, output, promotions, statistics, tabular, transfer
 from suanwang.registry import taxonomy as chain
 from suanwang.registry.models import Enterprise, Tier
 from suanwang.registry.schemas import CriteriaRead, CriterionSpec, ImportReport
 from suanwang.tenants.access import require_regulator
+from suanwang.timeutil import shanghai_date
 
 router = APIRouter(prefix="/registry", tags=["registry"], responses=PROBLEM_RESPONSES)
 
@@ -172,7 +173,7 @@ def candidates(
 ) -> list[dict[str, Any]]:
     """Enterprises on the tier below, eligible first, each with the criteria it meets, misses and lacks
     data for (revenue: the last full calendar year's, from the monthly statistics)."""
-    day = as_of or enterprises.today(ctx.now)
+    day = as_of or shanghai_date(ctx.now)
     found = promotions.candidates(ctx.session, principal=ctx.principal, target=tier, as_of=day)
     for item in found:
         for key in ("met", "missed", "unknown"):

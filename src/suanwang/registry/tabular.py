@@ -159,7 +159,10 @@ def _collect(rows: Iterable[list[Cell]]) -> Table:
             raise TableError("registry.import.too-many-rows", {"limit": MAX_ROWS})
         body.extend([] for _ in range(blank_run))
         blank_run = 0
-        body.append(_trim(row))
+        trimmed = _trim(row)
+        if len(trimmed) > MAX_COLUMNS:  # checked as rows come, so a wide sheet is never held whole
+            raise TableError("registry.import.too-many-columns", {"limit": MAX_COLUMNS})
+        body.append(trimmed)
     header = [("" if cell is None else str(cell).strip()) for cell in _trim(header_cells)]
     width = max([len(header), *(len(row) for row in body)])
     if width > MAX_COLUMNS:

@@ -51,9 +51,12 @@ class Taxonomy:
         """A segment and its sub-segments (a filter on a segment finds enterprises of its sub-segments)."""
         return {code} | {n.code for n in self.nodes.values() if n.parent_code == code}
 
-    def names(self) -> list[tuple[str, str, str]]:
-        """(code, zh, en) of the segments in use (not retired), for reading spreadsheets."""
-        return [(n.code, n.name_zh, n.name_en) for n in self.nodes.values() if not n.retired]
+    def names(self, *, include_retired: bool = False) -> list[tuple[str, str, str]]:
+        """(code, zh, en) of the segments, for reading and writing spreadsheets (an import reads retired
+        segments too, so the records that keep one export and import back; new uses are refused)."""
+        return [
+            (n.code, n.name_zh, n.name_en) for n in self.nodes.values() if include_retired or not n.retired
+        ]
 
     def name(self, code: str, lang: str) -> str:
         node = self.nodes.get(code)
@@ -141,8 +144,17 @@ def _check_parent(session: Session, parent_code: str | None, stage: Stage, code:
         raise Invalid("registry.parent-itself", code=code)
 
 
+def _check_names_free(session: Session, code: str, name_zh: str | None, name_en: str | None) -> None:
+    """Spreadsheets name segments: two segments with one name would make a file's cell ambiguous."""
+    for segment in session.scalars(select(ChainSegment).where(ChainSegment.code != code)):
+        for mine, theirs in ((name_zh, segment.name_zh), (name_en, segment.name_en)):
+            if mine is not None and mine.strip().casefold() == theirs.strip().casefold():
+                raise Conflict("registry.segment-name-taken", name=mine, code=segment.code)
+
+
 def create_segment(session: Session, *, principal: Principal, data: SegmentCreate) -> ChainSegment:
     require_regulator(principal)
+    _check_names_free(session, data.code, data.name_zh, data.name_en)
     if session.scalar(select(ChainSegment.id).where(ChainSegment.code == data.code)) is not None:
         raise Conflict("registry.segment-exists", code=data.code)
     _check_parent(session, data.parent_code, data.stage, data.code)
@@ -168,6 +180,7 @@ def update_segment(
     require_regulator(principal)
     segment = get_segment(session, code)
     changes = data.model_dump(exclude_unset=True)
+    _check_names_free(session, code, changes.get("name_zh"), changes.get("name_en"))
     children = session.scalars(
         select(ChainSegment.code).where(ChainSegment.parent_code == code, ChainSegment.retired_at.is_(None))
     ).all()

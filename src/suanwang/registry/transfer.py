@@ -17,13 +17,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanwang.errors import DomainError, Invalid, NotFound
+from suanwang.errors import Invalid, NotFound
 from suanwang.i18n import t
-from suanwang.registry import datasets, enterprises, output, projects, tabular
+from suanwang.registry import datasets, enterprises, import_checks, output, projects, tabular
 from suanwang.registry import taxonomy as chain
 from suanwang.registry.models import Enterprise, OutputRecord, Project
 from suanwang.registry.schemas import ImportReport, RowProblem
 from suanwang.tenants.access import Principal, require_regulator
+from suanwang.timeutil import shanghai_date
 
 FORMATS = ("csv", "xlsx")
 MEDIA_TYPES = {
@@ -87,38 +88,6 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
 # --- import --------------------------------------------------------------------------------------
 
 
-def _more_errors(
-    dataset: str, records: list[datasets.Record], taxonomy: chain.Taxonomy
-) -> list[datasets.RowError]:
-    """The checks that need more than one cell and the rules the API applies (so a real import never
-    stops half-way on a row the dry run passed)."""
-    found: list[datasets.RowError] = []
-    for record in records:
-        row = int(record["row"])  # type: ignore[call-overload]
-        try:
-            if dataset == "projects":
-                projects.check(
-                    {
-                        "name": record["name"],
-                        "segment": record["segment"],
-                        "foreign_funded": record.get("foreign_funded") or False,
-                        "foreign_usd_cents": record.get("foreign_usd_cents"),
-                        "signed_on": record["signed_on"],
-                    },
-                    taxonomy,
-                )
-            elif dataset == "output":
-                year, month = record["month"]  # type: ignore[misc]
-                output.check_month(year, month)
-        except DomainError as error:
-            found.append(datasets.RowError(row, _field_of(error), "", error.code, dict(error.params)))
-    return found
-
-
-def _field_of(error: DomainError) -> str:
-    return {"registry.bad-month": "month", "registry.unknown-segment": "segment"}.get(error.code, "")
-
-
 def import_file(
     session: Session,
     *,
@@ -144,11 +113,15 @@ def import_file(
     parsed = datasets.parse(
         dataset,
         table,
-        segments=datasets.SegmentNames(taxonomy.names()),
+        segments=datasets.SegmentNames(taxonomy.names(include_retired=True)),
         known_credit_codes=None if dataset == "enterprises" else codes,
         mapping=mapping,
     )
-    errors = sorted([*parsed.errors, *_more_errors(dataset, parsed.records, taxonomy)], key=lambda e: e.row)
+    # A column the file does not have is not part of its rows (the registry keeps those values).
+    present = {*parsed.columns, *datasets.KEYS[dataset], "row"}
+    rows = [{k: v for k, v in r.items() if k in present} for r in parsed.records]
+    stored_rules = import_checks.problems(session, dataset, rows, taxonomy)
+    errors = sorted([*parsed.errors, *stored_rules], key=lambda e: e.row)
     report = ImportReport(
         dataset=dataset,
         dry_run=dry_run,
@@ -163,9 +136,6 @@ def import_file(
     if errors:
         return report
     savepoint = session.begin_nested()
-    # A column the file does not have is not part of its rows (the registry keeps those values).
-    present = {*parsed.columns, *datasets.KEYS[dataset]}
-    rows = [{k: v for k, v in r.items() if k in present} for r in parsed.records]
     outcomes = Counter(_write(session, dataset, rows, now=now))
     if dry_run:
         savepoint.rollback()
@@ -186,8 +156,8 @@ def _write(session: Session, dataset: str, rows: list[dict[str, Any]], *, now: d
     by_code = {e.credit_code: e for e in session.scalars(select(Enterprise))}
     if dataset == "projects":
         ids = {code: e.id for code, e in by_code.items()}
-        today = enterprises.today(now)
-        return [projects.upsert(session, r, enterprise_ids=ids, today=today) for r in rows]
+        today = shanghai_date(now)
+        return projects.upsert_many(session, rows, enterprise_ids=ids, today=today)
     return output.upsert_many(session, rows, enterprises=by_code)
 
 
@@ -222,6 +192,8 @@ def records(session: Session, dataset: str) -> list[dict[str, Any]]:
                 "foreign_usd_cents": p.foreign_usd_cents,
                 "signed_on": p.signed_on,
                 "status": p.status,
+                "construction_on": p.construction_on,
+                "production_on": p.production_on,
                 "department": p.department,
                 "chain_leader": p.chain_leader,
             }
@@ -248,9 +220,8 @@ def export_file(session: Session, *, principal: Principal, dataset: str, fmt: st
     check_dataset(dataset)
     check_format(fmt)
     taxonomy = chain.load(session)
-    header, rows = datasets.export_table(
-        dataset, records(session, dataset), _lang(lang), segments=datasets.SegmentNames(taxonomy.names())
-    )
+    names = datasets.SegmentNames(taxonomy.names(include_retired=True))
+    header, rows = datasets.export_table(dataset, records(session, dataset), _lang(lang), segments=names)
     if fmt == "csv":
         return tabular.write_csv(header, rows)
     return tabular.write_xlsx(header, rows, t(f"registry.dataset.{dataset}", lang))

@@ -8,7 +8,7 @@ programme's validity; at expiry what is left goes back to the budget.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import TypeVar
 
 from sqlalchemy import Select, select
@@ -23,7 +23,7 @@ from suanwang.registry.models import Enterprise
 from suanwang.settlement import chart
 from suanwang.tenants.access import Principal, require_regulator
 from suanwang.tenants.models import Organisation, Role
-from suanwang.timeutil import SHANGHAI
+from suanwang.timeutil import SHANGHAI, shanghai_date
 from suanwang.units import format_fen
 from suanwang.vouchers import accounts, audit
 from suanwang.vouchers.models import (
@@ -41,10 +41,6 @@ from suanwang.vouchers.rules import Tenant, tenant_refusal, year_cap_for
 from suanwang.vouchers.schemas import ApplicationCreate, FlagCreate, GrantRead, Review
 
 Owned = TypeVar("Owned", VoucherApplication, VoucherGrant, VoucherRedemption)
-
-
-def shanghai_date(at: datetime) -> date:
-    return at.astimezone(SHANGHAI).date()
 
 
 # --- what the rules know of a tenant ---------------------------------------------------------------

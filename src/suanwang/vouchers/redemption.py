@@ -33,10 +33,10 @@ from suanwang.ledger.rules import TransferResult, TransferSpec
 from suanwang.settlement import chart
 from suanwang.supply.models import Pool, Provider, Site
 from suanwang.tenants.access import Principal, require_regulator
-from suanwang.timeutil import SHANGHAI
+from suanwang.timeutil import SHANGHAI, shanghai_date
 from suanwang.units import format_fen
 from suanwang.vouchers import accounts, audit
-from suanwang.vouchers.grants import shanghai_date, tenant_facts
+from suanwang.vouchers.grants import tenant_facts
 from suanwang.vouchers.models import (
     GrantStatus,
     RedemptionStatus,

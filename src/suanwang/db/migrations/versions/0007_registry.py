@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import suanwang.db.base
-from suanwang.timeutil import utcnow
+from suanwang.timeutil import shanghai_date, utcnow
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -234,10 +234,43 @@ def _backfill_tier_history() -> None:
         {
             "enterprise_id": row.id,
             "tier": row.tier,
-            "granted_on": row.tier_granted_on or row.created_at.date(),
+            "granted_on": row.tier_granted_on or shanghai_date(row.created_at),
             "recorded_at": row.created_at,
         }
         for row in found
     ]
     if rows:
         op.bulk_insert(tiers, rows)
+    # The record's tier date is its grant's date.
+    for row in rows:
+        bind.execute(
+            enterprises.update()
+            .where(enterprises.c.id == row["enterprise_id"], enterprises.c.tier_granted_on.is_(None))
+            .values(tier_granted_on=row["granted_on"])
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("enterprises", schema=None) as batch_op:
+        for column in (
+            "contact_email",
+            "contact_phone",
+            "contact_name",
+            "patents",
+            "rd_intensity_bp",
+            "employees",
+            "above_size",
+            "park",
+            "district",
+        ):
+            batch_op.drop_column(column)
+    for table, index in (
+        ("registry_projects", "ix_registry_projects_enterprise_id"),
+        ("output_records", "ix_output_records_enterprise_id"),
+        ("enterprise_tiers", "ix_enterprise_tiers_enterprise_id"),
+    ):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_index(index)
+        op.drop_table(table)
+    op.drop_table("cultivation_criteria")
+    op.drop_table("chain_segments")
