@@ -1,4 +1,5 @@
-"""Many rows in one INSERT, the fastest way each database offers (the batch paths: usage ingestion).
+"""Many rows in one command, the fastest way each database offers (the batch paths: usage ingestion,
+job intake).
 
 PostgreSQL: `INSERT … SELECT * FROM unnest(array, array, …)`, one array per column. Its SQL text is
 the same for every batch size, so it is parsed once, and the rows travel as a few array parameters:
@@ -14,7 +15,10 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+import psycopg
+from psycopg.types.json import Json
 from sqlalchemy import ARRAY, JSON, Insert, Row, Table, Text, bindparam, cast, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 
@@ -60,3 +64,35 @@ def _unnest_insert(table: Table, names: tuple[str, ...], returning: tuple[str, .
 
 def _json_text(value: Any) -> str | None:
     return None if value is None else jsonlib.dumps(value)
+
+
+def copy_many(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert `rows` (dicts with the same keys) in the session's transaction, by COPY on PostgreSQL:
+    the rows stream in one command with no statement to parse or plan and no arrays to build, which
+    for a few dozen wide rows costs a fraction of `insert_many`'s INSERT … SELECT unnest(…). Elsewhere
+    it is `insert_many`. A duplicate key raises SQLAlchemy's IntegrityError, as an INSERT would."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        insert_many(session, table, rows)
+        return
+    # COPY applies only the database's defaults: add the columns' Python-side scalar defaults (a
+    # computed one, like a timestamp, must come in the rows).
+    missing = [c for c in table.columns if c.name not in rows[0] and c.default is not None]
+    if computed := [c.name for c in missing if not c.default.is_scalar]:
+        raise ValueError(f"copy_many into {table.name}: give {computed} in the rows")
+    defaults = {c.name: c.default.arg for c in missing}
+    names = (*rows[0], *defaults)
+    json = {name for name in names if isinstance(table.c[name].type, JSON)}
+    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                values = row | defaults
+                copy.write_row(
+                    [Json(values[n]) if n in json and values[n] is not None else values[n] for n in names]
+                )
+    except psycopg.IntegrityError as error:
+        raise IntegrityError(statement, None, error) from error

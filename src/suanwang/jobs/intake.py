@@ -39,7 +39,7 @@ from suanwang.api.idempotency import (
     run_create,
 )
 from suanwang.config import Settings
-from suanwang.db.bulk import insert_many
+from suanwang.db.bulk import copy_many
 from suanwang.db.ids import allocate_ids
 from suanwang.db.query import among
 from suanwang.errors import Conflict, DomainError
@@ -313,7 +313,7 @@ def _insert(
         return
     # The ids were allocated before (the holds name them): a plain executemany, one prepared statement
     # (a multi-row INSERT … RETURNING has a new SQL text for every batch size, costly to parse).
-    insert_many(session, Job.__table__, _same_keys([values for _, values in admitted]))
+    copy_many(session, Job.__table__, _same_keys([values for _, values in admitted]))
     ids = [values["id"] for _, values in admitted]
     events: list[dict[str, Any]] = []
     keys: list[dict[str, Any]] = []
@@ -336,9 +336,9 @@ def _insert(
                 }
             )
     # Core inserts: the ORM's bulk path would send one statement per row here.
-    insert_many(session, JobEvent.__table__, events)
+    copy_many(session, JobEvent.__table__, events)
     if keys:
-        insert_many(session, IdempotencyRecord.__table__, keys)
+        copy_many(session, IdempotencyRecord.__table__, keys)
 
 
 def _repeat_in_batch(
