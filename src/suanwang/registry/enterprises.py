@@ -209,15 +209,25 @@ def _set_current(enterprise: Enterprise, grants: list[EnterpriseTier]) -> None:
     enterprise.tier_granted_on = current.granted_on if current else None
 
 
+def _regrant(
+    held: EnterpriseTier | None, enterprise_id: int, tier: Tier, on: date, now: datetime
+) -> EnterpriseTier | None:
+    """`tier` granted on `on`, given the grant of it the enterprise has (if any): the new grant to add,
+    the held one re-dated, or None when it already stands so (granting again on its date changes nothing)."""
+    if held is None:
+        return EnterpriseTier(enterprise_id=enterprise_id, tier=tier, granted_on=on, recorded_at=now)
+    if held.granted_on == on and held.revoked_on is None:
+        return None
+    held.granted_on, held.revoked_on, held.recorded_at = on, None, now
+    return held
+
+
 def _grant(session: Session, enterprise: Enterprise, tier: Tier, on: date, now: datetime) -> bool:
-    """Grant `tier` on `on`; True when that changed anything (granting it again on its date does not)."""
-    found = _held(session, enterprise.id, tier)
-    if found is not None and found.granted_on == on and found.revoked_on is None:
+    """Grant `tier` on `on`; True when that changed anything."""
+    grant = _regrant(_held(session, enterprise.id, tier), enterprise.id, tier, on, now)
+    if grant is None:
         return False
-    if found is None:
-        session.add(EnterpriseTier(enterprise_id=enterprise.id, tier=tier, granted_on=on, recorded_at=now))
-    else:
-        found.granted_on, found.revoked_on, found.recorded_at = on, None, now
+    session.add(grant)
     session.flush()
     _refresh_tier(session, enterprise)
     return True
@@ -268,12 +278,14 @@ IMPORTED = (
 )
 
 
-def upsert_many(session: Session, records: list[dict[str, Any]], *, now: datetime) -> list[str]:
+def upsert_many(
+    session: Session, records: list[dict[str, Any]], *, found: dict[str, Enterprise], now: datetime
+) -> list[str]:
     """Imported rows, already checked (one per credit code): 'created', 'updated' or 'unchanged' for each.
     A column the file does not have keeps its value; a tier cell grants that tier (dated by its cell,
     else when it was granted before, else today) and a blank one leaves the tiers as they are. The
-    registry is read once and written in batches, so a file of thousands of rows takes seconds."""
-    found = {e.credit_code: e for e in session.scalars(select(Enterprise))}
+    registry is read once (`found`: every enterprise by credit code; new ones are added to it) and
+    written in batches, so a file of thousands of rows takes seconds."""
     linked = {e.org_id for e in found.values() if e.org_id is not None}
     orgs = {code: id_ for code, id_ in session.execute(select(Organisation.credit_code, Organisation.id))}
     outcomes: list[str] = []
@@ -306,14 +318,11 @@ def upsert_many(session: Session, records: list[dict[str, Any]], *, now: datetim
         enterprise, tier = found[record["credit_code"]], Tier(record["tier"])
         held = grants.get((enterprise.id, tier))
         on = record.get("tier_granted_on") or (held.granted_on if held is not None else shanghai_date(now))
-        if held is not None and held.granted_on == on and held.revoked_on is None:
+        grant = _regrant(held, enterprise.id, tier, on, now)
+        if grant is None:
             continue
-        if held is None:
-            grant = EnterpriseTier(enterprise_id=enterprise.id, tier=tier, granted_on=on, recorded_at=now)
-            session.add(grant)
-            grants[(enterprise.id, tier)] = grant
-        else:
-            held.granted_on, held.revoked_on, held.recorded_at = on, None, now
+        session.add(grant)
+        grants[(enterprise.id, tier)] = grant
         regranted.add(enterprise.id)
         if outcomes[number] == "unchanged":
             outcomes[number] = "updated"

@@ -6,15 +6,12 @@ is written, so a dry run lists it and a real import never stops half-way."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from suanwang.errors import DomainError, Invalid
 from suanwang.registry import datasets, output, projects
 from suanwang.registry import taxonomy as chain
-from suanwang.registry.models import Enterprise, Project
 
 # Where a rule's error belongs in the row, when its parameters do not say.
 FIELD_OF = {
@@ -34,15 +31,10 @@ PROJECT_FIELDS = (
 
 
 def problems(
-    session: Session, dataset: str, rows: list[dict[str, Any]], taxonomy: chain.Taxonomy
+    dataset: str, rows: list[dict[str, Any]], stored: Mapping[str, Any], taxonomy: chain.Taxonomy
 ) -> list[datasets.RowError]:
-    """`rows` hold only the file's columns (and "row")."""
-    if dataset == "enterprises":
-        stored: dict[str, Any] = {e.credit_code: e for e in session.scalars(select(Enterprise))}
-    elif dataset == "projects":
-        stored = {p.name: p for p in session.scalars(select(Project))}
-    else:
-        stored = {}
+    """`rows` hold only the file's columns (and "row"); `stored` the records they would change, by key
+    (enterprises by credit code, projects by name)."""
     check = {"enterprises": _enterprise, "projects": _project, "output": _output}[dataset]
     found: list[datasets.RowError] = []
     for row in rows:
@@ -59,7 +51,7 @@ def _no_new_retired(codes: list[str], before: list[str], taxonomy: chain.Taxonom
     chain.check_codes(taxonomy, [code for code in codes if code not in before], field=field)
 
 
-def _enterprise(row: dict[str, Any], stored: dict[str, Any], taxonomy: chain.Taxonomy) -> None:
+def _enterprise(row: dict[str, Any], stored: Mapping[str, Any], taxonomy: chain.Taxonomy) -> None:
     record = stored.get(row["credit_code"])
     _no_new_retired(row.get("segments") or [], record.segments if record else [], taxonomy, "segments")
     granted = row.get("tier_granted_on")
@@ -72,7 +64,7 @@ def _enterprise(row: dict[str, Any], stored: dict[str, Any], taxonomy: chain.Tax
         )
 
 
-def _project(row: dict[str, Any], stored: dict[str, Any], taxonomy: chain.Taxonomy) -> None:
+def _project(row: dict[str, Any], stored: Mapping[str, Any], taxonomy: chain.Taxonomy) -> None:
     project = stored.get(row["name"])
     merged = {name: getattr(project, name) for name in PROJECT_FIELDS} if project else {}
     merged |= {name: row[name] for name in PROJECT_FIELDS if name in row} | {"name": row["name"]}
@@ -84,6 +76,6 @@ def _project(row: dict[str, Any], stored: dict[str, Any], taxonomy: chain.Taxono
         raise Invalid("registry.project-status-backwards", current=project.status.value, wanted=str(status))
 
 
-def _output(row: dict[str, Any], stored: dict[str, Any], taxonomy: chain.Taxonomy) -> None:
+def _output(row: dict[str, Any], stored: Mapping[str, Any], taxonomy: chain.Taxonomy) -> None:
     year, month = row["month"]
     output.check_month(year, month)

@@ -163,11 +163,16 @@ IMPORTED = (
 
 
 def upsert_many(
-    session: Session, records: list[dict[str, Any]], *, enterprise_ids: dict[str, int], today: date
+    session: Session,
+    records: list[dict[str, Any]],
+    *,
+    found: dict[str, Project],
+    enterprise_ids: dict[str, int],
+    today: date,
 ) -> list[str]:
     """Imported rows, already checked (one per name): 'created', 'updated' or 'unchanged' for each. A
-    column the file does not have keeps its value (a new project: not foreign-funded)."""
-    found = {p.name: p for p in session.scalars(select(Project))}
+    column the file does not have keeps its value (a new project: not foreign-funded). `found`: every
+    project by name (new ones are added to it)."""
     outcomes = []
     for record in records:
         values = {name: record[name] for name in IMPORTED if name in record}

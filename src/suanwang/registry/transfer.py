@@ -109,18 +109,21 @@ def import_file(
     except tabular.TableError as error:
         raise Invalid(error.key, **error.params) from None
     taxonomy = chain.load(session)
-    codes = set(session.scalars(select(Enterprise.credit_code)))
+    # The registry, read once: the file's checks and its writes use the same records.
+    registry = {e.credit_code: e for e in session.scalars(select(Enterprise))}
+    projects_by_name = {p.name: p for p in session.scalars(select(Project))} if dataset == "projects" else {}
     parsed = datasets.parse(
         dataset,
         table,
         segments=datasets.SegmentNames(taxonomy.names(include_retired=True)),
-        known_credit_codes=None if dataset == "enterprises" else codes,
+        known_credit_codes=None if dataset == "enterprises" else set(registry),
         mapping=mapping,
     )
     # A column the file does not have is not part of its rows (the registry keeps those values).
     present = {*parsed.columns, *datasets.KEYS[dataset], "row"}
     rows = [{k: v for k, v in r.items() if k in present} for r in parsed.records]
-    stored_rules = import_checks.problems(session, dataset, rows, taxonomy)
+    stored = registry if dataset == "enterprises" else projects_by_name
+    stored_rules = import_checks.problems(dataset, rows, stored, taxonomy)
     errors = sorted([*parsed.errors, *stored_rules], key=lambda e: e.row)
     report = ImportReport(
         dataset=dataset,
@@ -136,7 +139,7 @@ def import_file(
     if errors:
         return report
     savepoint = session.begin_nested()
-    outcomes = Counter(_write(session, dataset, rows, now=now))
+    outcomes = Counter(_write(session, dataset, rows, registry, projects_by_name, now=now))
     if dry_run:
         savepoint.rollback()
     else:
@@ -150,15 +153,22 @@ def import_file(
     )
 
 
-def _write(session: Session, dataset: str, rows: list[dict[str, Any]], *, now: datetime) -> list[str]:
+def _write(
+    session: Session,
+    dataset: str,
+    rows: list[dict[str, Any]],
+    registry: dict[str, Enterprise],
+    projects_by_name: dict[str, Project],
+    *,
+    now: datetime,
+) -> list[str]:
     if dataset == "enterprises":
-        return enterprises.upsert_many(session, rows, now=now)
-    by_code = {e.credit_code: e for e in session.scalars(select(Enterprise))}
+        return enterprises.upsert_many(session, rows, found=registry, now=now)
     if dataset == "projects":
-        ids = {code: e.id for code, e in by_code.items()}
+        ids = {code: e.id for code, e in registry.items()}
         today = shanghai_date(now)
-        return projects.upsert_many(session, rows, enterprise_ids=ids, today=today)
-    return output.upsert_many(session, rows, enterprises=by_code)
+        return projects.upsert_many(session, rows, found=projects_by_name, enterprise_ids=ids, today=today)
+    return output.upsert_many(session, rows, enterprises=registry)
 
 
 # --- export --------------------------------------------------------------------------------------
