@@ -252,6 +252,8 @@ def test_projects_move_forward_and_sum_up_like_the_report(regulator: Any, clean_
     assert by_status == {"signed": 1, "under_construction": 0, "in_production": 1}
     by_segment = {row["key"]: row["investment_fen"] for row in summary["by_segment"]}
     assert by_segment == {"compute_infrastructure": 100_000_000_00, "network_equipment": 50_000_000_00}
+    by_progress = [p["status"] for p in regulator.get("/registry/projects?sort=-status")["items"]]
+    assert by_progress == ["in_production", "signed", "signed"]  # the project's progress, not a-z
     listed = regulator.get("/registry/projects?foreign_funded=true")["items"]
     assert [p["id"] for p in listed] == [b["id"]]
     assert [p["id"] for p in regulator.get("/registry/projects?segment=network_equipment")["items"]] == [

@@ -7,6 +7,7 @@ the taxonomy is readable by every signed-in user."""
 
 from __future__ import annotations
 
+import enum
 import re
 from datetime import date
 from typing import Annotated, Any
@@ -90,12 +91,18 @@ def update_segment(code: str, body: SegmentPatch, ctx: CtxDep) -> SegmentRead:
 
 # --- enterprises ---------------------------------------------------------------------------------
 
+
+def in_order(column: Any, members: type[enum.Enum]) -> Any:
+    """Sort an enum column in its declared order (the ladder, the project's progress), not its codes'
+    alphabetical one; no value sorts first."""
+    return case({m: i for i, m in enumerate(members, start=1)}, value=column, else_=0)
+
+
 ENTERPRISE_SORTS = {
     "id": Enterprise.id,
     "name": Enterprise.name,
     "credit_code": Enterprise.credit_code,
-    # The ladder's order, not the codes' alphabetical one (no tier sorts first).
-    "tier": case({t: i for i, t in enumerate(Tier, start=1)}, value=Enterprise.tier, else_=0),
+    "tier": in_order(Enterprise.tier, Tier),
     "employees": Enterprise.employees,
     "rd_intensity_bp": Enterprise.rd_intensity_bp,
     "founded_on": Enterprise.founded_on,
@@ -206,7 +213,7 @@ PROJECT_SORTS = {
     "name": Project.name,
     "signed_on": Project.signed_on,
     "investment_fen": Project.investment_fen,
-    "status": Project.status,
+    "status": in_order(Project.status, ProjectStatus),
 }
 
 
