@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from suanwang import __version__
 from suanwang.api import problems
@@ -51,6 +52,20 @@ def start_controller(settings: Settings, engine: Engine) -> Callable[[], None]:
     return shutdown
 
 
+class ServedUnder:
+    """The path prefix a reverse proxy publishes the app under (SUANWANG_ROOT_PATH), for a server that
+    was not told it (`uvicorn --root-path` tells it too): links, redirects and cookies then carry it."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not scope.get("root_path"):
+            scope = dict(scope, root_path=self.prefix)
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or engine_for(settings.effective_database_url)
@@ -71,8 +86,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         version=__version__,
         description="A regional compute-power network: supply, scheduling, use and settlement.",
         lifespan=lifespan,
-        root_path=settings.root_path,
     )
+    if settings.root_path:
+        app.add_middleware(ServedUnder, prefix=settings.root_path.rstrip("/"))
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
@@ -88,12 +104,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from suanwang.metering.api import router as metering_router
     from suanwang.registry.api import router as registry_router
     from suanwang.registry.reports_api import router as registry_reports_router
+    from suanwang.reports.api import router as region_reports_router
     from suanwang.settlement.api import router as money_router
     from suanwang.supply.api import router as supply_router
     from suanwang.tenants.api import router as tenants_router
     from suanwang.vouchers.api import router as vouchers_router
     from suanwang.vouchers.reports_api import router as voucher_reports_router
-    from suanwang.web.pages import router as web_router
+    from suanwang.web import errors as web_errors
+    from suanwang.web.routes import ROUTERS as web_routers
 
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict[str, str]:
@@ -110,8 +128,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         voucher_reports_router,
         registry_router,
         registry_reports_router,
+        region_reports_router,
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
-    app.include_router(web_router)
+    for router in web_routers:
+        app.include_router(router)
+    web_errors.install(app)
     return app

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -56,7 +56,10 @@ def problem(
     detail: str,
     headers: dict[str, str] | None = None,
     **extra: Any,
-) -> JSONResponse:
+) -> Response:
+    page = getattr(request.app.state, "error_page", None)
+    if page is not None and wants_page(request):  # a person in a browser: a page that says what to do
+        return page(request, status=status, title=title, detail=detail, headers=headers)  # type: ignore[no-any-return]
     body: dict[str, Any] = {
         "type": TYPE_BASE + code,
         "title": title,
@@ -70,6 +73,11 @@ def problem(
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
+
+
+def wants_page(request: Request) -> bool:
+    """A browser navigating to a web page (not a program calling the API)."""
+    return "/api/" not in request.url.path and "text/html" in request.headers.get("accept", "")
 
 
 def field_error(error: dict[str, Any], lang: str, *, skip: int = 0) -> dict[str, Any]:
@@ -87,7 +95,7 @@ def field_error(error: dict[str, Any], lang: str, *, skip: int = 0) -> dict[str,
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+    async def _domain(request: Request, exc: DomainError) -> Response:
         lang = lang_of(request)
         return problem(
             request,
@@ -99,7 +107,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         lang = lang_of(request)
         errors = [field_error(e, lang) for e in exc.errors()]
         detail = "; ".join(e["message"] for e in errors[:3])
@@ -113,7 +121,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         lang = lang_of(request)
         code = {404: "route-not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         detail = t(code, lang, path=request.url.path, method=request.method, status=exc.status_code)
@@ -144,7 +152,7 @@ LAST_RESORT: tuple[tuple[type[Exception], int, str, str, int], ...] = (
 
 
 def _last_resort(status: int, code: str, title_key: str, level: int) -> Any:
-    async def handler(request: Request, exc: Exception) -> JSONResponse:
+    async def handler(request: Request, exc: Exception) -> Response:
         log.log(
             level,
             "%s on %s %s: %s",

@@ -201,6 +201,9 @@ def demo(
     output.console.print(f"Pinghu demo region: {result.summary()}")
     output.console.print(f"URL:             {base}/  (API docs: {base}/docs)")
     output.console.print(f"Regulator token: {result.regulator_token}")
+    for name, secret in result.logins.items():
+        output.console.print(f"Token of {name}: {secret}")
+    output.console.print(f"Dashboard:       {base}/login  (log in with one of the tokens above)")
     output.console.print(
         f"Try:  SUANWANG_URL={base} SUANWANG_TOKEN={result.regulator_token} "
         "suanwang capacity --by provider,phase"

@@ -40,6 +40,7 @@ SIMULATED_TIME_SCALE = 0.01
 @dataclass
 class DemoResult:
     regulator_token: str
+    logins: dict[str, str] = field(default_factory=dict)  # user name -> token, for the web dashboard
     created: Counter[str] = field(default_factory=Counter)
     existing: Counter[str] = field(default_factory=Counter)
 
@@ -71,8 +72,8 @@ def shanghai_midnight(day: str) -> datetime:
     return datetime.combine(date.fromisoformat(day), time(0), tzinfo=SHANGHAI)
 
 
-def _token(settings: Settings) -> str:
-    path = Path(settings.data_dir) / TOKEN_FILE
+def _token(settings: Settings, file_name: str = TOKEN_FILE) -> str:
+    path = Path(settings.data_dir) / file_name
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -280,4 +281,8 @@ def load_demo(settings: Settings) -> DemoResult:
         programme = loader.voucher_programme(data["voucher_programme"])
         for grant in data["voucher_grant"]:
             loader.voucher_grant(programme, grant)
+        for name in data["web_logins"]:
+            user = session.scalar(select(User).where(User.name == name))
+            result.logins[name] = _token(settings, f"demo-{name}.token")
+            tenants.ensure_token(session=session, user=user, secret=result.logins[name], now=utcnow())
     return result

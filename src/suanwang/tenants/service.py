@@ -414,15 +414,20 @@ def ensure_regulator_token(*, session: Session, secret: str, user_name: str, now
         session.flush()
     elif user.role is not Role.REGULATOR or user.retired_at is not None:
         raise Conflict("user.bootstrap-conflict", name=user_name)
+    ensure_token(session=session, user=user, secret=secret, now=now)
+    return user
+
+
+def ensure_token(*, session: Session, user: User, secret: str, now: datetime) -> None:
+    """Make `secret` a valid token of `user` (idempotent): bootstrap and demo logins."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
     if token is None:
         _insert_token(session, user, "bootstrap", secret, now, None)
     elif token.user_id != user.id:
-        raise Conflict("user.bootstrap-conflict", name=user_name)
+        raise Conflict("user.bootstrap-conflict", name=user.name)
     elif token.revoked_at is not None:
         token.revoked_at = None  # the operator set this secret on purpose; honour it again
     session.flush()
-    return user
 
 
 def new_secret() -> str:

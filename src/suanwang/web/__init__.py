@@ -1,0 +1,1 @@
+"""The web dashboard: server-rendered pages for the regulator, providers and tenants (zh-CN / en)."""

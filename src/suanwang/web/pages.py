@@ -1,4 +1,4 @@
-"""Server-rendered pages. Until the dashboard exists, `/` shows the region's capacity summary."""
+"""The front page: a signed-in user goes to the home of their role; a visitor sees the region's capacity."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
@@ -16,13 +16,18 @@ from suanwang.db.query import MAX_PAGE_SIZE, PageRequest
 from suanwang.i18n import t
 from suanwang.supply import service as supply
 from suanwang.supply.models import Phase
+from suanwang.web import auth
+from suanwang.web.auth import PageDep
+from suanwang.web.render import home_of
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, session: Annotated[Session, Depends(get_session)]) -> HTMLResponse:
+def home(request: Request, session: Annotated[Session, Depends(get_session)]) -> Response:
+    if request.cookies.get(auth.SESSION_COOKIE):
+        return RedirectResponse(auth.prefix_of(request) + "/home", status_code=303)
     lang = lang_of(request)
     by_phase = supply.capacity_report(session=session, group_by=["phase"])
     operational = supply.capacity_report(
@@ -46,3 +51,9 @@ def home(request: Request, session: Annotated[Session, Depends(get_session)]) ->
             "provider_name": lambda code: names.get(code, code),
         },
     )
+
+
+@router.get("/home")
+def role_home(ctx: PageDep) -> Response:
+    """Where a signed-in user starts (an expired session is sent to the login page instead)."""
+    return RedirectResponse(auth.prefix_of(ctx.request) + home_of(ctx.principal.role), status_code=303)

@@ -1,0 +1,1 @@
+"""Region reports for the regulator's dashboard: local share of compute, utilization, queue and waits."""
