@@ -129,7 +129,14 @@ def test_changing_nodes_changes_capacity(regulator, region):
 def test_empty_region(regulator):
     report = regulator.get("/capacity", params={"group_by": "provider"})
     assert report["rows"] == []
-    assert report["total"] == {"key": {}, "pools": 0, "cards": 0, "pflops": 0.0}
+    assert report["total"] == {
+        "key": {},
+        "pools": 0,
+        "cards": 0,
+        "pflops": 0.0,
+        "verified_cards": 0,
+        "verified_pflops": 0.0,
+    }
 
 
 @pytest.mark.parametrize("group_by", ["colour", "provider,colour", "provider,,size"])

@@ -61,6 +61,7 @@ def test_a_usage_record_reads_as_the_api_documents(world, usage):
         "card_seconds",
         "source",
         "external_id",
+        "measured",
         "recorded_at",
     }
     assert (item["id"], item["org_id"], item["pool_id"]) == (
@@ -74,6 +75,7 @@ def test_a_usage_record_reads_as_the_api_documents(world, usage):
         "event",
         "x0",
     )
+    assert item["measured"] is None  # no node agent measured it
     assert item["ended_at"].endswith("Z") or item["ended_at"].endswith("+00:00")
 
 

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     platform_fee_bp: int = Field(default=500, ge=0, le=10_000)
     billing_increment_s: int = Field(default=1, ge=1, le=86_400)
     unfunded: Literal["reject", "queue"] = "reject"
+    # Node agents: how often they heartbeat, and how long a node may stay silent before the launches
+    # on it are declared lost (the controller then requeues their jobs).
+    agent_heartbeat_s: float = Field(default=2.0, gt=0, le=300)
+    agent_lost_after_s: float = Field(default=30.0, gt=0, le=3600)
     # Most job submissions one transaction takes (group commit; 1 = each submission commits alone).
     submit_batch: int = Field(default=500, ge=1, le=5000)
     # How long the intake writer waits for more submissions before it writes a batch (milliseconds).

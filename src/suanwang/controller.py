@@ -42,7 +42,7 @@ from suanwang.backends.protocol import (
     RemoteState,
     launch_name,
 )
-from suanwang.backends.registry import backend_for_site
+from suanwang.backends.registry import AgentSites, backend_for_site
 from suanwang.config import Settings
 from suanwang.db.meta import instance_id
 from suanwang.db.session import session_factory
@@ -138,13 +138,16 @@ BackendFactory = Callable[[Site, int], Backend]
 class Backends:
     """One backend instance per site, rebuilt when the site's kind or connection settings change."""
 
-    def __init__(self, data_dir: Path, factory: BackendFactory | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, factory: BackendFactory | None = None, agents: AgentSites | None = None
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.factory = factory or self._make
+        self.agents = agents
         self._cache: dict[int, tuple[str, Backend]] = {}
 
     def _make(self, site: Site, cards: int) -> Backend:
-        return backend_for_site(site, data_dir=self.data_dir, cards=cards)
+        return backend_for_site(site, data_dir=self.data_dir, cards=cards, agents=self.agents)
 
     def for_site(self, site: Site, cards: int) -> Backend:
         key = json.dumps([site.backend_kind.value, site.connection, cards], sort_keys=True)
@@ -199,7 +202,9 @@ class Controller:
         self.engine = engine
         self.sessions = session_factory(engine)
         self.clock = clock
-        self.backends = backends or Backends(settings.data_dir)
+        self.backends = backends or Backends(
+            settings.data_dir, agents=AgentSites(engine, settings.agent_lost_after_s)
+        )
         self.policy = policy_for(settings)
         self.decide = decide  # the scheduler; tests substitute a wrong one to prove dispatch re-checks
         self.lock = LeaderLock(engine, settings.data_dir)

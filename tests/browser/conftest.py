@@ -113,11 +113,12 @@ def live_server_with_controller(
     settings: Settings, clean_engine: Engine, tmp_path: Path
 ) -> Iterator[LiveServer]:
     """Like live_server, but a fresh server for this test that runs the controller in its lifespan (a
-    cycle every 0.2 s), so submitted jobs really run on a local site (backend_kind="local") to the end.
-    Its data dir (job logs, the SQLite controller lock) is this test's tmp_path. Slower: use it only for
-    pages that need finished work."""
+    cycle every 0.5 s: fewer SQLite write locks for the test's own API calls to wait behind), so
+    submitted jobs really run on a local site (backend_kind="local") to the end. Its data dir (job logs,
+    the SQLite controller lock) is this test's tmp_path. Slower: use it only for pages that need
+    finished work."""
     server_settings = _server_settings(
-        settings, serve_controller=True, controller_interval_s=0.2, data_dir=tmp_path / "data"
+        settings, serve_controller=True, controller_interval_s=0.5, data_dir=tmp_path / "data"
     )
     server = ServerThread(create_app(server_settings, clean_engine))
     server.start()

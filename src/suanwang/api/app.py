@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from suanwang.catalog.api import router as catalog_router
     from suanwang.jobs.api import router as jobs_router
     from suanwang.metering.api import router as metering_router
+    from suanwang.nodes.api import router as nodes_router
     from suanwang.registry.api import router as registry_router
     from suanwang.registry.reports_api import router as registry_reports_router
     from suanwang.reports.api import router as region_reports_router
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         tenants_router,
         jobs_router,
         metering_router,
+        nodes_router,
         money_router,
         vouchers_router,
         voucher_reports_router,

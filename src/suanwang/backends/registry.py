@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
 
 from suanwang.backends.local import LocalBackend
 from suanwang.backends.protocol import Backend
@@ -14,10 +17,24 @@ if TYPE_CHECKING:
 
 
 def make_backend(
-    kind: str, connection: dict[str, Any], *, data_dir: Path, site_code: str, cards: int
+    kind: str,
+    connection: dict[str, Any],
+    *,
+    data_dir: Path,
+    site_code: str,
+    cards: int,
+    agents: AgentSites | None = None,
+    site_id: int | None = None,
 ) -> Backend:
-    """A backend for one site. `cards` is the registered size (what a simulated site pretends to have)."""
+    """A backend for one site. `cards` is the registered size (what a simulated site pretends to have);
+    agent sites need the database their agents report to (`agents`) and the site's id."""
     connection = dict(connection or {})
+    if kind == "agent":
+        if agents is None or site_id is None:
+            raise ValueError("an agent site's backend needs the database its node agents report to")
+        from suanwang.backends.agent import AgentBackend
+
+        return AgentBackend(agents.engine, site_id, lost_after_s=agents.lost_after_s)
     launches = Path(data_dir) / "launches" / site_code
     if kind == "local":
         connection.setdefault("root", str(launches))
@@ -34,11 +51,25 @@ def make_backend(
         from suanwang.backends.ray import RayBackend
 
         return RayBackend.from_connection(connection, Path(data_dir))
-    raise ValueError(f"no backend for site kind {kind!r} (agent sites are served by node agents)")
+    raise ValueError(f"no backend for site kind {kind!r}")
 
 
-def backend_for_site(site: Site, *, data_dir: Path, cards: int) -> Backend:
+@dataclass(frozen=True, slots=True)
+class AgentSites:
+    """Where agent sites' node agents report (the control plane's database) and when a node is lost."""
+
+    engine: Engine
+    lost_after_s: float
+
+
+def backend_for_site(site: Site, *, data_dir: Path, cards: int, agents: AgentSites | None = None) -> Backend:
     """The backend of a stored site, from its kind and connection settings."""
     return make_backend(
-        site.backend_kind.value, site.connection, data_dir=data_dir, site_code=site.code, cards=cards
+        site.backend_kind.value,
+        site.connection,
+        data_dir=data_dir,
+        site_code=site.code,
+        cards=cards,
+        agents=agents,
+        site_id=site.id,
     )

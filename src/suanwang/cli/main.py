@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from suanwang.cli import output
+from suanwang.cli.agent import agent_app
 from suanwang.cli.client import ApiError, Client, ConnectionFailed
 from suanwang.cli.jobs import jobs_app, reservations_app
 from suanwang.cli.money import money_app
@@ -118,6 +119,7 @@ app.add_typer(money_app, name="money")
 app.add_typer(usage_app, name="usage")
 app.add_typer(vouchers_app, name="vouchers")
 app.add_typer(registry_app, name="registry")
+app.add_typer(agent_app, name="agent")
 
 
 @db_app.command("upgrade")
@@ -289,6 +291,11 @@ def capacity(
         ("cards", "cards", number),
         ("pflops", "PFLOPS", number),
     ]
+    if data["total"].get("verified_cards"):  # node agents calibrated some cards: show what they measured
+        columns += [
+            ("verified_cards", "verified cards", number),
+            ("verified_pflops", "verified PFLOPS", number),
+        ]
     present(ctx, rows, columns)
 
 

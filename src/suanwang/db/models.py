@@ -5,6 +5,7 @@ from suanwang.db.meta import PlatformMeta
 from suanwang.jobs.models import Job, JobEvent, Launch, Reservation
 from suanwang.ledger.models import LedgerAccount, LedgerPendingExpiry, LedgerTransfer
 from suanwang.metering.models import SeenEvent, UsageRecord
+from suanwang.nodes.models import Node, NodeLaunch, NodeLogChunk
 from suanwang.registry.models import Enterprise
 from suanwang.supply.models import Pool, Provider, RateCard, Site
 from suanwang.tenants.models import ApiToken, Organisation, User
@@ -27,6 +28,9 @@ __all__ = [
     "LedgerAccount",
     "LedgerPendingExpiry",
     "LedgerTransfer",
+    "Node",
+    "NodeLaunch",
+    "NodeLogChunk",
     "Organisation",
     "PlatformMeta",
     "Pool",

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanwang.backends.protocol import BackendError
-from suanwang.backends.registry import backend_for_site
+from suanwang.backends.registry import AgentSites, backend_for_site
 from suanwang.config import Settings
 from suanwang.errors import NotFound, Unavailable
 from suanwang.jobs.models import Job, Launch
@@ -25,7 +25,8 @@ def read(
     pool = session.get_one(Pool, launch.pool_id)
     site = pool.site
     try:
-        backend = backend_for_site(site, data_dir=settings.data_dir, cards=pool.cards)
+        agents = AgentSites(session.get_bind(), settings.agent_lost_after_s)  # type: ignore[arg-type]
+        backend = backend_for_site(site, data_dir=settings.data_dir, cards=pool.cards, agents=agents)
         try:
             return backend.logs(launch.handle, tail_bytes=tail_bytes)
         finally:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from suanwang.db.base import Base, IdMixin
@@ -29,6 +30,8 @@ class UsageRecord(IdMixin, Base):
     source: Mapped[str] = mapped_column(String(16))
     # The backend's own id of the run (Slurm job id, Ray submission id, the agent's id), for audits.
     external_id: Mapped[str | None] = mapped_column(String(200))
+    # What a node agent measured beyond card-seconds (utilization, memory, energy, CPU time), if any.
+    measured: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     recorded_at: Mapped[datetime] = mapped_column()
 
 

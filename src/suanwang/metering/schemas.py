@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
@@ -17,6 +17,16 @@ LaunchName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Status = Literal["recorded", "duplicate", "already-metered"]
 
 
+class AgentMeasurements(Strict):
+    """What a node agent measured on the job's cards beyond card-seconds (each may be unknown)."""
+
+    mean_utilization_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    peak_utilization_pct: Annotated[StrictInt, Field(ge=0, le=100)] | None = None
+    peak_memory_mib: Annotated[StrictInt, Field(ge=0)] | None = None
+    energy_j: Annotated[StrictInt, Field(ge=0)] | None = None  # from the cards' total-energy counters
+    cpu_seconds: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
 class UsageData(Strict):
     """What ran: a launch's cards from start to end. Unknown fields are refused (a misspelt
     `card_seconds` must not silently become cards × seconds)."""
@@ -27,6 +37,7 @@ class UsageData(Strict):
     cards: Annotated[StrictInt, Field(ge=0, le=100_000)]
     card_seconds: Annotated[StrictInt, Field(ge=0, le=MAX_CARD_SECONDS)] | None = None
     external_id: ExternalId | None = None
+    agent: AgentMeasurements | None = None
 
 
 class UsageEvent(BaseModel):
@@ -75,4 +86,5 @@ class UsageRead(BaseModel):
     card_seconds: int
     source: str
     external_id: str | None
+    measured: dict[str, Any] | None = None  # a node agent's utilization, memory, energy, CPU time
     recorded_at: datetime

@@ -369,6 +369,7 @@ def _usage_row(event: UsageEvent, launch: _Launch, now: datetime) -> dict[str, A
         "card_seconds": card_seconds_of(event),
         "source": EVENT_SOURCE,
         "external_id": event.data.external_id,
+        "measured": event.data.agent.model_dump() if event.data.agent is not None else None,
         "recorded_at": now,
     }
 

@@ -24,6 +24,9 @@ class PoolCapacity:
     domestic: bool
     cards: int
     dense_tflops_per_card: Decimal
+    # What node agents measured (agent/calibrate.py): the cards calibrated and their summed TFLOPS.
+    verified_cards: int = 0
+    verified_tflops: Decimal = Decimal(0)
 
     @property
     def pflops(self) -> Decimal:
@@ -36,6 +39,8 @@ class CapacityRow:
     pools: int
     cards: int
     pflops: Decimal
+    verified_cards: int = 0
+    verified_pflops: Decimal = Decimal(0)  # measured, on the verified cards only
 
 
 def _label(value: object) -> str:
@@ -57,6 +62,8 @@ def roll_up(pools: Iterable[PoolCapacity], group_by: Sequence[str]) -> list[Capa
             pools=len(members),
             cards=sum(p.cards for p in members),
             pflops=sum((p.pflops for p in members), Decimal(0)),
+            verified_cards=sum(p.verified_cards for p in members),
+            verified_pflops=sum((p.verified_tflops for p in members), Decimal(0)) / 1000,
         )
         for key, members in sorted(groups.items())
     ]

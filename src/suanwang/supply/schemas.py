@@ -173,7 +173,9 @@ class CapacityRowRead(BaseModel):
     key: dict[str, str]
     pools: int
     cards: int
-    pflops: float
+    pflops: float  # datasheet: cards × the catalogue's dense FP16/BF16 TFLOPS
+    verified_cards: int = 0  # cards whose node agent calibrated them
+    verified_pflops: float = 0.0  # what those cards measured (agent calibrate), not a datasheet figure
 
 
 class CapacityRead(BaseModel):

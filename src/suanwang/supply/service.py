@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, joinedload
 from suanwang import catalog
 from suanwang.db.query import Page, PageRequest, get_or_404, page
 from suanwang.errors import Conflict, Forbidden, Invalid, NotFound
+from suanwang.nodes import service as nodes
 from suanwang.supply import capacity, pricing
 from suanwang.supply.models import Phase, Pool, Provider, RateCard, Site
 from suanwang.supply.schemas import (
@@ -424,8 +425,10 @@ def price_at(*, session: Session, pool_id: int, at: datetime) -> PriceAtRead:
 
 def pool_capacities(session: Session, **filters: Any) -> list[capacity.PoolCapacity]:
     stmt = _pools_query(**filters).options(joinedload(Pool.site).joinedload(Site.provider))
+    measured = nodes.measured_by_pool(session)
     result = []
     for pool in session.scalars(stmt):
+        verified_cards, verified_tflops = measured.get(pool.id, (0, Decimal(0)))
         accelerator = resolve_accelerator(pool.accelerator)
         result.append(
             capacity.PoolCapacity(
@@ -440,13 +443,22 @@ def pool_capacities(session: Session, **filters: Any) -> list[capacity.PoolCapac
                 domestic=accelerator.domestic,
                 cards=pool.cards,
                 dense_tflops_per_card=accelerator.dense_fp16_tflops,
+                verified_cards=verified_cards,
+                verified_tflops=verified_tflops,
             )
         )
     return result
 
 
 def _row(row: capacity.CapacityRow) -> CapacityRowRead:
-    return CapacityRowRead(key=dict(row.key), pools=row.pools, cards=row.cards, pflops=_round(row.pflops))
+    return CapacityRowRead(
+        key=dict(row.key),
+        pools=row.pools,
+        cards=row.cards,
+        pflops=_round(row.pflops),
+        verified_cards=row.verified_cards,
+        verified_pflops=_round(row.verified_pflops),
+    )
 
 
 def _round(value: Decimal) -> float:
