@@ -339,3 +339,17 @@ def test_the_region_overview_charts_what_ran_and_drills_down(app: Any, ew: ExecW
     assert queued["series"][0]["data"] == [1, 0, 0]  # one local SME job waits, nobody else's
     assert ew.regulator.get(f"/jobs/{waiting['id']}")["state"] in ("queued", "submitted")
     assert 'data-chart="chart-chain-map"' in page and "echarts.min.js" in page
+
+
+def test_the_origin_pie_drills_to_domestic_or_imported_pools(app: Any, ew: ExecWorld) -> None:
+    """The gov pool's ASCEND-910B is domestic; the L40S and A800 pools are imported (the catalogue)."""
+    charts = charts_on(Visitor(app, ew.regulator.token).get("/region").text)
+    origin = charts["capacity-origin"]
+    names = [s["name"] for s in origin["series"][0]["data"]]
+    assert origin["drill"]["keys"] == ["false", "true"] and names == ["Imported", "Domestic"]
+    domestic = Visitor(app, ew.regulator.token).get("/pools?domestic=true").text
+    assert table_ids(domestic) == [ew.gov_pool["id"]]
+    imported = Visitor(app, ew.regulator.token).get("/pools?domestic=false").text
+    assert sorted(table_ids(imported)) == sorted([ew.local_pool["id"], ew.sim_pool["id"]])
+    api = ew.regulator.get("/pools", params={"domestic": "true"})
+    assert [p["id"] for p in api["items"]] == [ew.gov_pool["id"]]

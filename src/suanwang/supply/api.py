@@ -152,6 +152,9 @@ def list_pools(
     zone: SecurityZone | None = None,
     region: str | None = None,
     phase: Phase | None = None,
+    domestic: Annotated[
+        bool | None, Query(description="domestic (true) or imported (false) accelerators")
+    ] = None,
     include_retired: bool = False,
 ) -> dict[str, Any]:
     result = service.list_pools(
@@ -163,6 +166,7 @@ def list_pools(
         zone=zone,
         region=region,
         phase=phase,
+        domestic=domestic,
         include_retired=include_retired,
     )
     return page_read(result, service.read_pool)

@@ -267,6 +267,7 @@ def _pools_query(
     zone: str | None = None,
     region: str | None = None,
     phase: str | None = None,
+    domestic: bool | None = None,
     include_retired: bool = False,
 ) -> Select[tuple[Pool]]:
     stmt = select(Pool).join(Site, Site.id == Pool.site_id).options(joinedload(Pool.site))
@@ -282,6 +283,10 @@ def _pools_query(
         stmt = stmt.where(Site.region == region)
     if phase:
         stmt = stmt.where(Site.phase == phase)
+    if domestic is not None:  # the catalogue says which models are domestic
+        stmt = stmt.where(
+            Pool.accelerator.in_([a.model for a in catalog.accelerators() if a.domestic == domestic])
+        )
     if not include_retired:
         stmt = stmt.where(Pool.retired_at.is_(None))
     return stmt

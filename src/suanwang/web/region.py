@@ -70,6 +70,7 @@ def capacity_section(ctx: PageCtx) -> dict[str, Any]:
             )
             for r in by_origin.rows
         ],
+        drill=charts.drill(url + "/pools", "domestic", [r.key["domestic"] for r in by_origin.rows]),
     )
     by_accelerator = supply.capacity_report(session=ctx.session, group_by=["accelerator"], phase=operational)
     accelerators = [r.key["accelerator"] for r in by_accelerator.rows]

@@ -117,6 +117,7 @@ def _pools(ctx: PageCtx, f: dict[str, str], paging: PageRequest) -> Page[Row]:
         accelerator=f.get("accelerator"),
         region=f.get("region"),
         phase=enum_value(Phase, f.get("phase"), "phase"),
+        domestic=None if f.get("domestic") is None else f["domestic"] == "true",
     )
     return as_page(result)
 
@@ -143,6 +144,9 @@ POOLS = ListSpec(
         Filter("region", "web.col.region"),
         Filter("accelerator", "web.col.accelerator"),
         Filter("phase", "web.col.phase", options(Phase, "phase.")),
+        Filter(
+            "domestic", "web.col.origin", (("true", "web.region.domestic"), ("false", "web.region.imported"))
+        ),
     ),
     empty="web.empty.pools",
 )
