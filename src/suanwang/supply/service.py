@@ -470,14 +470,29 @@ def _round(value: Decimal) -> float:
     return float(value.quantize(Decimal("0.001")))
 
 
-def capacity_report(
-    *, session: Session, group_by: Sequence[str], phase: Phase | None = None, **filters: Any
-) -> CapacityRead:
+def _report(pools: Sequence[capacity.PoolCapacity], group_by: Sequence[str]) -> CapacityRead:
     unknown = [d for d in group_by if d not in capacity.DIMENSIONS]
     if unknown:
         raise Invalid("capacity.dimension", unknown=", ".join(unknown), known=", ".join(capacity.DIMENSIONS))
-    pools = pool_capacities(session, phase=phase, **filters)
     rows = capacity.roll_up(pools, group_by)
     total = capacity.roll_up(pools, ())
     total_row = total[0] if total else capacity.CapacityRow(key=(), pools=0, cards=0, pflops=Decimal(0))
     return CapacityRead(group_by=list(group_by), rows=[_row(r) for r in rows], total=_row(total_row))
+
+
+def capacity_report(
+    *, session: Session, group_by: Sequence[str], phase: Phase | None = None, **filters: Any
+) -> CapacityRead:
+    return _report(pool_capacities(session, phase=phase, **filters), group_by)
+
+
+def capacity_reports(
+    *, session: Session, groupings: Sequence[tuple[Sequence[str], Phase | None]]
+) -> list[CapacityRead]:
+    """Several roll-ups (dimensions, phase or None for all) of the live pools, read once: a dashboard
+    shows many of them."""
+    pools = pool_capacities(session)
+    return [
+        _report(pools if phase is None else [p for p in pools if p.phase == phase.value], group_by)
+        for group_by, phase in groupings
+    ]

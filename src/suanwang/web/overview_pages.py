@@ -22,12 +22,13 @@ router = APIRouter(include_in_schema=False)
 @router.get("/region", response_class=HTMLResponse)
 def region_overview(ctx: PageDep) -> Response:
     require_regulator(ctx.principal)
+    names = region.provider_names(ctx.session, ctx.lang)  # both sections name providers
     return page(
         ctx,
         "region.html",
         uses_charts=True,
-        capacity=region.capacity_section(ctx),
-        usage=region.usage_section(ctx),
+        capacity=region.capacity_section(ctx, names),
+        usage=region.usage_section(ctx, names),
         vouchers=region.voucher_section(ctx),
         registry=region.registry_section(ctx),
     )

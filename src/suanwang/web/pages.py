@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from suanwang import __version__
 from suanwang.api.deps import get_session, lang_of
-from suanwang.db.query import MAX_PAGE_SIZE, PageRequest
 from suanwang.i18n import t
 from suanwang.supply import service as supply
 from suanwang.supply.models import Phase
 from suanwang.web import auth
 from suanwang.web.auth import PageDep
+from suanwang.web.region import provider_names
 from suanwang.web.render import home_of
 
 router = APIRouter(include_in_schema=False)
@@ -29,15 +29,15 @@ def home(request: Request, session: Annotated[Session, Depends(get_session)]) ->
     if request.cookies.get(auth.SESSION_COOKIE):
         return RedirectResponse(auth.prefix_of(request) + "/home", status_code=303)
     lang = lang_of(request)
-    by_phase = supply.capacity_report(session=session, group_by=["phase"])
-    operational = supply.capacity_report(
-        session=session, group_by=["provider", "accelerator"], phase=Phase.OPERATIONAL
+    by_phase, operational, by_provider = supply.capacity_reports(
+        session=session,
+        groupings=[
+            (["phase"], None),
+            (["provider", "accelerator"], Phase.OPERATIONAL),
+            (["provider", "phase"], None),
+        ],
     )
-    by_provider = supply.capacity_report(session=session, group_by=["provider", "phase"])
-    names = {
-        p.code: (p.name if lang == "zh" else p.name_en or p.name)
-        for p in supply.list_providers(session=session, request=PageRequest(limit=MAX_PAGE_SIZE)).items
-    }
+    names = provider_names(session, lang)
     return templates.TemplateResponse(
         request,
         "home.html",
@@ -48,7 +48,7 @@ def home(request: Request, session: Annotated[Session, Depends(get_session)]) ->
             "by_phase": by_phase,
             "operational": operational,
             "by_provider": by_provider,
-            "provider_name": lambda code: names.get(code, code),
+            "provider_name": lambda code: names[code][1] if code in names else code,
         },
     )
 

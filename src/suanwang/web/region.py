@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from suanwang.db.query import MAX_PAGE_SIZE, PageRequest
 from suanwang.i18n import t
@@ -38,15 +39,25 @@ def _wan_yuan(fen: int) -> float:
     return round(fen / 1_000_000, 1)
 
 
-def provider_names(ctx: PageCtx) -> dict[str, tuple[int, str]]:
-    providers = supply.list_providers(session=ctx.session, request=PageRequest(limit=MAX_PAGE_SIZE)).items
-    return {p.code: (p.id, p.name if ctx.lang == "zh" else p.name_en or p.name) for p in providers}
+def provider_names(session: Session, lang: str) -> dict[str, tuple[int, str]]:
+    """Provider code → (id, name in the reader's language)."""
+    providers = supply.list_providers(session=session, request=PageRequest(limit=MAX_PAGE_SIZE)).items
+    return {p.code: (p.id, p.name if lang == "zh" else p.name_en or p.name) for p in providers}
 
 
-def capacity_section(ctx: PageCtx) -> dict[str, Any]:
+def capacity_section(ctx: PageCtx, names: dict[str, tuple[int, str]]) -> dict[str, Any]:
     url = prefix_of(ctx.request)
-    names = provider_names(ctx)
-    by_provider = supply.capacity_report(session=ctx.session, group_by=["provider", "phase"])
+    operational = Phase.OPERATIONAL
+    by_provider, by_origin, by_accelerator, by_region, by_phase = supply.capacity_reports(
+        session=ctx.session,
+        groupings=[
+            (["provider", "phase"], None),
+            (["domestic"], operational),
+            (["accelerator"], operational),
+            (["region", "phase"], None),
+            (["phase"], None),
+        ],
+    )
     codes = sorted({r.key["provider"] for r in by_provider.rows})
     cells = {(r.key["provider"], r.key["phase"]): r.pflops for r in by_provider.rows}
     provider_chart = charts.bar(
@@ -59,8 +70,6 @@ def capacity_section(ctx: PageCtx) -> dict[str, Any]:
         unit="PFLOPS",
         drill=charts.drill(url + "/pools", "provider_id", [names.get(c, (None, c))[0] for c in codes]),
     )
-    operational = Phase.OPERATIONAL
-    by_origin = supply.capacity_report(session=ctx.session, group_by=["domestic"], phase=operational)
     origin_chart = charts.pie(
         "PFLOPS",
         [
@@ -72,14 +81,12 @@ def capacity_section(ctx: PageCtx) -> dict[str, Any]:
         ],
         drill=charts.drill(url + "/pools", "domestic", [r.key["domestic"] for r in by_origin.rows]),
     )
-    by_accelerator = supply.capacity_report(session=ctx.session, group_by=["accelerator"], phase=operational)
     accelerators = [r.key["accelerator"] for r in by_accelerator.rows]
     accelerator_chart = charts.bar(
         accelerators,
         [charts.series(t("web.col.cards", ctx.lang), [r.cards for r in by_accelerator.rows])],
         drill=charts.drill(url + "/pools", "accelerator", accelerators),
     )
-    by_region = supply.capacity_report(session=ctx.session, group_by=["region", "phase"])
     regions = sorted({r.key["region"] for r in by_region.rows})
     region_cells = {(r.key["region"], r.key["phase"]): r.pflops for r in by_region.rows}
     region_chart = charts.bar(
@@ -92,7 +99,6 @@ def capacity_section(ctx: PageCtx) -> dict[str, Any]:
         unit="PFLOPS",
         drill=charts.drill(url + "/pools", "region", regions),
     )
-    by_phase = supply.capacity_report(session=ctx.session, group_by=["phase"])
     domestic = sum(r.pflops for r in by_origin.rows if r.key["domestic"] == "true")
     return {
         "by_phase": {r.key["phase"]: r for r in by_phase.rows},
@@ -235,7 +241,7 @@ def _pct(bp: int | None) -> float | None:
     return None if bp is None else bp / 100
 
 
-def usage_section(ctx: PageCtx) -> dict[str, Any]:
+def usage_section(ctx: PageCtx, names: dict[str, tuple[int, str]]) -> dict[str, Any]:
     """Who uses the region's compute, how busy each provider is and how long work waits."""
     url = prefix_of(ctx.request)
     settings = ctx.request.app.state.settings
@@ -260,7 +266,6 @@ def usage_section(ctx: PageCtx) -> dict[str, Any]:
     used = reports.utilization(
         session=ctx.session, principal=ctx.principal, start=start, end=end, period="day", group="provider"
     )
-    names = provider_names(ctx)
     codes = [g.group for g in used.groups]
     by_day = {p.period: {g.group: g.utilization_bp for g in p.groups} for p in used.periods}
     utilization_chart = charts.line(
