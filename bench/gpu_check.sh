@@ -14,9 +14,19 @@ python="${PYTHON:-python3}"
 if compgen -G "$wheels/suanwang-*.whl" >/dev/null; then
   venv="$(mktemp -d)/venv"
   trap 'rm -rf "$(dirname "$venv")"' EXIT
-  # The machine's own PyTorch and nvidia-ml-py stay visible; the project comes from the carried wheels.
-  "$python" -m venv --system-site-packages "$venv"
+  # The machine's own PyTorch and nvidia-ml-py stay visible behind the venv's own packages through a
+  # .pth file naming the given Python's site directories: --system-site-packages would not do where
+  # that Python is itself a virtualenv (its "system" is the base interpreter, without PyTorch).
+  "$python" -m venv --without-pip "$venv"
+  site_dir="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  "$python" -c 'import os, site; print("\n".join(
+      p for p in [*site.getsitepackages(), site.getusersitepackages()] if os.path.isdir(p)))' \
+    >"$site_dir/_machine_site.pth"
+  "$venv/bin/python" -m pip --version >/dev/null 2>&1 || "$venv/bin/python" -m ensurepip --default-pip >/dev/null
+  # Packages the machine already has in a fitting version are used, not reinstalled.
   "$venv/bin/python" -m pip install --quiet --no-index --find-links "$wheels" "suanwang[agent]"
+  "$venv/bin/python" -c 'import sys; print("python", sys.version.split()[0]); import importlib.util as u; \
+print("torch:", "yes" if u.find_spec("torch") else "no", "· pynvml:", "yes" if u.find_spec("pynvml") else "no")'
   cd "$(mktemp -d)"  # not the checkout: the installed package, not the source tree, is what runs
   "$venv/bin/python" "$here/gpu_check.py"
 elif [ -x "$root/.venv/bin/python" ]; then

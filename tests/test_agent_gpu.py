@@ -26,6 +26,8 @@ from suanwang.agent.gpu import (
 from suanwang.catalog.catalog import models
 
 RECORDING = Path(__file__).parent / "data" / "nvml_h200_recording.json"
+# Read off a real H200 in a VM by bench/nvml_record.py (2026-11-27): idle, 10 s of bf16 matmuls, idle.
+REAL_RECORDING = Path(__file__).parent / "data" / "nvml_h200_vm_recording.json"
 MIB = 1024 * 1024
 
 # --- driver names → catalogue models ---------------------------------------------------------------
@@ -331,3 +333,40 @@ def test_a_recording_must_hold_each_cards_own_samples():
         RecordedProbe([card], [[other]])
     with pytest.raises(ValueError, match="1 cards but 0"):
         RecordedProbe([card], [])
+
+
+# --- a real H200, as NVML answered in a VM ---------------------------------------------------------
+
+
+def test_a_real_h200_as_the_adapter_read_it():
+    data = json.loads(REAL_RECORDING.read_text())
+    probe = RecordedProbe.from_file(REAL_RECORDING)
+    [card] = probe.cards()
+    assert (card.model, card.memory_mib, card.mig_mode) == ("H200", 143771, False)
+    assert card.driver_version.startswith("580.") and card.uuid.startswith("GPU-")
+    raw = data["raw"]["0"]
+    # What the adapter relies on: names come as str, MIG mode as [current, pending], the energy counter
+    # is supported, and per-process accounting is off (so the meter must not depend on it).
+    assert raw["nvmlDeviceGetName"] == "'NVIDIA H200'"
+    assert catalog_model(eval(raw["nvmlDeviceGetName"])) == "H200"
+    assert raw["nvmlDeviceGetMigMode"] == "[0, 0]"
+    assert raw["nvmlDeviceGetAccountingMode"] == "0"
+    assert int(raw["nvmlDeviceGetTotalEnergyConsumption"]) > 0
+    # The load's process showed up under its own pid: the VM's NVML sees the same pid namespace.
+    assert probe.processes(0) == [data["load_pid"]]
+
+    samples = data["samples"][0]
+    limit_mw = int(raw["nvmlDeviceGetEnforcedPowerLimit"])
+    for before, after in itertools.pairwise(samples):
+        assert after["at_s"] > before["at_s"]
+        assert after["energy_mj"] >= before["energy_mj"]
+        assert 0 <= after["utilization_pct"] <= 100 and after["power_mw"] <= limit_mw
+    busy = [x for x in samples if x["utilization_pct"] > 0]
+    assert len(busy) >= 15 and max(x["utilization_pct"] for x in busy) >= 95
+    assert max(x["power_mw"] for x in busy) > 5 * min(x["power_mw"] for x in samples)  # idle vs matmuls
+    # Over the whole recording the counter grew by the trapezoid of the power readings, within 2%
+    # (the counter ticks at its own pace, so single half-second intervals differ by up to a fifth).
+    integral_mj = sum(
+        (a["power_mw"] + b["power_mw"]) / 2 * (b["at_s"] - a["at_s"]) for a, b in itertools.pairwise(samples)
+    )
+    assert samples[-1]["energy_mj"] - samples[0]["energy_mj"] == pytest.approx(integral_mj, rel=0.02)

@@ -18,6 +18,7 @@ from suanwang.backends.protocol import Observation, RemoteState
 from suanwang.metering.schemas import UsageData, UsageEvent
 
 RECORDING = Path(__file__).parent / "data" / "nvml_h200_recording.json"
+REAL_RECORDING = Path(__file__).parent / "data" / "nvml_h200_vm_recording.json"
 T0 = datetime(2025, 6, 1, 6, 0, tzinfo=UTC)
 
 
@@ -184,6 +185,29 @@ def test_the_recorded_h200_job():
     )
     assert usage.energy_j == pytest.approx(integral_mj / 1000, rel=0.01)
     assert 50_000 < (usage.energy_j or 0) < 75_000  # two cards at 500–700 W for about 50 s
+
+
+def test_a_job_metered_from_a_real_h200_recording():
+    probe = RecordedProbe.from_file(REAL_RECORDING)
+    rounds = [probe.sample([0]) for _ in range(47)]
+    busy = [i for i, r in enumerate(rounds) if r[0].utilization_pct]
+    window = rounds[busy[0] - 1 : busy[-1] + 2]  # the job: from the sample before the load to the one after
+    meter = JobMeter([0], window[0][0].at_s)
+    for round_ in window:
+        meter.add(round_)
+    usage = meter.finish(window[-1][0].at_s)
+
+    assert usage.card_seconds == 11  # 10.6 s on one card
+    assert usage.peak_utilization_pct == 98 and usage.peak_memory_mib == 1589
+    # Time-weighted over the window, the ramps at both ends included: below the plateau of 94–98%.
+    points = [(r[0].at_s, r[0].utilization_pct or 0) for r in window]
+    weighted = sum((ua + ub) / 2 * (tb - ta) for (ta, ua), (tb, ub) in itertools.pairwise(points))
+    expected = weighted / (points[-1][0] - points[0][0])
+    assert usage.mean_utilization_pct == pytest.approx(expected) and 85 < expected < 94
+    first, last = window[0][0], window[-1][0]
+    assert usage.energy_j == joules((last.energy_mj or 0) - (first.energy_mj or 0)) == 6908
+    # About 650 W for 10 s: the card's own counter, not a power × time estimate.
+    assert 6_000 < usage.energy_j < 7_500
 
 
 # --- properties ------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ from sqlalchemy import Engine
 
 from suanwang.config import Settings
 from suanwang.controller import Controller
+from suanwang.db.session import session_scope
+from suanwang.jobs import snapshot
+from suanwang.timeutil import utcnow
 from tests import factories, jobs_world
 from tests.helpers import assert_problem
 from tests.jobs_world import PRICE_FROM, ExecWorld
@@ -189,6 +192,37 @@ def test_calibration_puts_verified_pflops_beside_the_datasheet(aw: AgentWorld) -
     assert (
         next(r for r in after["rows"] if r["key"]["accelerator"] == "H800")["verified_cards"] == 1
     )  # the last one counts
+
+
+def test_calibrations_set_the_schedulers_throughput_of_their_pools(aw: AgentWorld) -> None:
+    # A second agent pool, of A800s. Its cards reach 96% of their datasheet, the H800s half of theirs:
+    # against the typical card (73%) the H800 pool runs at 0.69 of its datasheet ratio, the A800 at 1.31.
+    a800 = factories.pool(aw.ew.regulator, aw.site["id"], accelerator="A800", nodes=1, cards_per_node=1)
+    aw.ew.regulator.post(
+        f"/pools/{a800['id']}/prices",
+        {"price_fen_per_card_hour": 80, "effective_from": PRICE_FROM.isoformat()},
+    )
+    h800_node = aw.register()
+    a800_card = dict(CARDS[0], model="A800")
+    a800_node = aw.operator.post(
+        "/agent/nodes", {"pool_id": a800["id"], "hostname": "a800-node", "cards": [a800_card]}, expect=200
+    )
+
+    def throughputs() -> dict[int, float]:
+        with session_scope(aw.ew.engine) as session:
+            live = snapshot.live_pools(session, utcnow())
+            return {pool_id: live[pool_id].throughput for pool_id in (aw.pool["id"], a800["id"])}
+
+    assert throughputs() == {aw.pool["id"]: 1.0, a800["id"]: 1.0}  # nothing measured: the datasheet
+    h800 = [
+        {"index": i, "model": "H800", "dtype": "bf16", "n": 16384, "median_tflops": 494.7} for i in (0, 1)
+    ]
+    a800_measured = [{"index": 0, "model": "A800", "dtype": "bf16", "n": 16384, "median_tflops": 299.52}]
+    aw.operator.post(f"/agent/nodes/{h800_node['id']}/calibration", {"cards": h800}, expect=200)
+    assert throughputs() == {aw.pool["id"]: 1.0, a800["id"]: 1.0}  # one pool measured is the typical one
+    aw.operator.post(f"/agent/nodes/{a800_node['id']}/calibration", {"cards": a800_measured}, expect=200)
+    got = throughputs()
+    assert got[aw.pool["id"]] == pytest.approx(0.5 / 0.73) and got[a800["id"]] == pytest.approx(0.96 / 0.73)
 
 
 def test_a_calibration_of_cards_the_node_lacks_is_refused(aw: AgentWorld) -> None:

@@ -30,6 +30,7 @@ from suanwang.scheduler import (
     Snapshot,
     TenantState,
     Zone,
+    estimate,
     schedule,
 )
 from suanwang.scheduler.constraints import violation
@@ -89,6 +90,8 @@ def pool_st(draw: st.DrawFn, index: int, busy: bool, local_world: bool = False) 
         price_fen_per_card_hour=draw(st.integers(100, 5000)),
         healthy=draw(st.sampled_from([True, True, True, True, False])),
         local=draw(st.sampled_from([True, True, True, False]) if local_world else st.booleans()),
+        # Most pools uncalibrated; some measured slower or faster than their datasheet ratio.
+        throughput=draw(st.sampled_from([1.0, 1.0, 1.0, 0.5, 0.8, 1.25, 2.0])),
     )
 
 
@@ -244,6 +247,7 @@ def assert_invariants(snapshot: Snapshot, policy: Policy, decisions: Decisions) 
         assert place.cards == job.cards
         assert place.est_runtime_s > 0 and place.est_cost_fen >= 0
         assert place.est_end_s == pytest.approx(snapshot.now_s + place.est_runtime_s)
+        assert place.est_runtime_s == pytest.approx(estimate.runtime_s(job, pool, policy))
         if place.borrowing:
             assert job.preemptible and not local_sme(snapshot, job.tenant), "only preemptible work borrows"
         placed[pool.id] += job.cards

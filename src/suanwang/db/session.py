@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -23,6 +23,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def sqlite_become_writer(connection: Connection) -> None:
+    """Make this SQLite connection the writer now, waiting its turn (busy_timeout) if another is.
+
+    pysqlite opens a transaction only just before a write statement. A transaction opened any other
+    way (a SAVEPOINT) is deferred: its first read pins a snapshot, and a write after another connection
+    has committed then fails at once with "database is locked" (SQLite cannot wait: the snapshot is
+    stale). Starting it as the writer means its reads see the latest data and its writes never fail so.
+    """
+    if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def take_write_lock(session: Session) -> None:
+    """Before a read whose answer decides a write (a balance, an overlap check): on SQLite, become the
+    writer first (FOR UPDATE does nothing there); PostgreSQL's row locks do this job."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        sqlite_become_writer(connection)
+
+
+def _sqlite_savepoint(connection: Connection, _name: str) -> None:
+    # Savepoints guard writes (create-or-read, imports): start their transaction as the writer.
+    sqlite_become_writer(connection)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -30,6 +55,7 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _sqlite_savepoint)
         return engine
     # Plan every statement for the tables as they are now: psycopg prepares statements it sees often,
     # and PostgreSQL's generic plan for one, made while a table was small, stays a sequential scan as

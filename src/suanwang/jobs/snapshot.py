@@ -23,6 +23,7 @@ from suanwang.backends.protocol import Capacity
 from suanwang.jobs.lifecycle import JobState
 from suanwang.jobs.models import Job, Launch, Reservation
 from suanwang.metering import service as metering
+from suanwang.nodes import service as nodes
 from suanwang.scheduler import (
     Classification,
     Policy,
@@ -32,6 +33,7 @@ from suanwang.scheduler import (
     Snapshot,
     TenantState,
     Zone,
+    estimate,
 )
 from suanwang.supply.models import Phase, Pool, Provider, RateCard, Site
 from suanwang.tenants.locality import is_local
@@ -53,6 +55,7 @@ class PoolInfo:
     site: Site
     provider: Provider
     price_fen_per_card_hour: int
+    throughput: float = 1.0  # the scheduler's PoolState.throughput: measured by node agents, or 1
 
 
 def live_pools(session: Session, now: datetime) -> dict[int, PoolInfo]:
@@ -79,8 +82,16 @@ def live_pools(session: Session, now: datetime) -> dict[int, PoolInfo]:
     )
     # The query keeps only the cards in force at `now` (intervals never overlap: one per pool).
     price = {card.pool_id: card.price_fen_per_card_hour for card in cards}
+    live = {pool.id: pool for pool, _, _ in rows if pool.id in price}
+    throughput = estimate.throughput_factors(
+        {
+            pool_id: (live[pool_id].accelerator, float(tflops) / count)
+            for pool_id, (count, tflops) in nodes.measured_by_pool(session).items()
+            if pool_id in live and count > 0
+        }
+    )
     return {
-        pool.id: PoolInfo(pool, site, provider, price[pool.id])
+        pool.id: PoolInfo(pool, site, provider, price[pool.id], throughput.get(pool.id, 1.0))
         for pool, site, provider in rows
         if pool.id in price
     }
@@ -313,6 +324,7 @@ def _pool_state(
         healthy=info.pool.healthy,
         local=info.site.region in local_regions,
         tenants=tenants,
+        throughput=info.throughput,
     )
 
 

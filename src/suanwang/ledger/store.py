@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from suanwang.db.query import among
+from suanwang.db.session import take_write_lock
 from suanwang.ledger.models import TRANSFER_ID_CHARS, LedgerAccount, LedgerPendingExpiry, LedgerTransfer
 from suanwang.ledger.rules import (
     TRANSFERS_PER_BATCH_MAX,
@@ -179,13 +180,6 @@ def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _take_write_lock(session: Session) -> None:
-    """SQLite: become the writer before reading balances (a write statement takes the lock, even on no
-    rows), so no other connection changes them between our read and our write. PostgreSQL locks rows."""
-    if not _is_postgres(session):
-        session.execute(text("UPDATE ledger_accounts SET id = id WHERE id IS NULL"))
-
-
 def _account_ids(values: Iterable[object]) -> set[int]:
     return {v for v in values if type(v) is int and 0 < v <= ACCOUNT_ID_MAX}
 
@@ -221,7 +215,7 @@ def lock_accounts(session: Session, account_ids: Collection[int]) -> dict[int, B
     """Lock the accounts until the transaction ends and return their balances: a caller that decides
     an amount from a balance (a subsidy from what a cap has left) reads it under the lock it will write
     under, so concurrent deciders queue instead of both spending the same headroom."""
-    _take_write_lock(session)
+    take_write_lock(session)
     return {account_id: state.balances for account_id, state in _lock_accounts(session, account_ids).items()}
 
 
@@ -283,7 +277,7 @@ def create_transfers(
         raise ValueError(f"at most {TRANSFERS_PER_BATCH_MAX} transfers per batch (got {len(specs)})")
     if not specs:
         return []
-    _take_write_lock(session)
+    take_write_lock(session)
     pending_ids = _transfer_ids(s.pending_id for s in specs if s.post_pending or s.void_pending)
     # A transfer's fields never change, so the referenced pendings may be read before locking: their
     # accounts must be locked too.
@@ -335,7 +329,7 @@ def expire_pending(session: Session, *, now: datetime, limit: int = 1000) -> lis
     now = require_aware(now)
     if not 0 < limit <= TRANSFERS_PER_BATCH_MAX:
         raise ValueError(f"limit must be 1 to {TRANSFERS_PER_BATCH_MAX} (got {limit})")
-    _take_write_lock(session)
+    take_write_lock(session)
     due = _due(session, now, limit=limit)
     if not due:
         return []
@@ -403,7 +397,7 @@ def _insert_transfers(session: Session, rows: list[Transfer]) -> None:
         except psycopg.IntegrityError as error:  # as SQLAlchemy would raise it (a concurrent same id)
             raise IntegrityError(statement, None, error) from error
         return
-    # SQLite: the single writer (held since _take_write_lock) numbers the rows.
+    # SQLite: the single writer (held since take_write_lock) numbers the rows.
     last = session.scalar(select(func.coalesce(func.max(TRANSFERS.c.seq), 0))) or 0
     fields = Transfer._fields
     session.execute(

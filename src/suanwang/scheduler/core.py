@@ -118,7 +118,7 @@ class _Cycle:
         # Per job shape, an upper bound on free + borrowed cards over its SME pools (see reclaimable()).
         self._reclaim_bound: dict[tuple[object, ...], int] = {}
         self._held_off: dict[tuple[object, ...], bool] = {}  # per (shape, cards): see held_off()
-        self._by_accelerator: dict[tuple[object, ...], dict[str, PoolState]] = {}
+        self._by_accelerator: dict[tuple[object, ...], dict[tuple[str, float], PoolState]] = {}
         self._speed: dict[tuple[str | None, str], float] = {}
         # Local SME guarantee: cards of each local pool held for local SMEs, and what they use now.
         self.sme_reserved = {p.id: sme_reserved_cards(p, policy) for p in self.pools}
@@ -193,14 +193,15 @@ class _Cycle:
             self._reclaim_bound[shape] = cards - 1
         return found
 
-    def by_accelerator(self, job: QueuedJob, pools: list[PoolState]) -> dict[str, PoolState]:
-        """One pool per accelerator model among `pools`, the job's feasible pools (cached per shape, size)."""
+    def by_accelerator(self, job: QueuedJob, pools: list[PoolState]) -> dict[tuple[str, float], PoolState]:
+        """One pool per speed class — accelerator model and measured throughput — among `pools`, the
+        job's feasible pools (cached per shape, size)."""
         key = (self.shape(job), job.cards)
         found = self._by_accelerator.get(key)
         if found is None:
             found = self._by_accelerator[key] = {}
             for pool in pools:
-                found.setdefault(pool.accelerator, pool)
+                found.setdefault((pool.accelerator, pool.throughput), pool)
         return found
 
     def runtime(self, job: QueuedJob, pool: PoolState) -> float:
@@ -211,7 +212,7 @@ class _Cycle:
         if speed is None:
             speed = estimate.speedup(job, pool.accelerator, self.policy)
             self._speed[key] = speed
-        return job.duration_s / speed
+        return job.duration_s / (speed * pool.throughput)
 
     def option(self, job: QueuedJob, pool: PoolState, start_s: float, borrowing: bool = False) -> Option:
         runtime = self.runtime(job, pool)
@@ -250,13 +251,15 @@ class _Cycle:
         held, shadow = (None, INF)
         if reservation is not None and cards > reservation.extra_cards:
             held, shadow = reservation.pool_id, reservation.shadow_s
-        runtimes: dict[str, float] = {}  # per accelerator: the pools of one model share the estimate
+        # Per speed class: the pools of one model and measured throughput share the estimate.
+        runtimes: dict[tuple[str, float], float] = {}
         found: list[Start] = []
         for pool in [p for p in pools if free[p.id] >= cards]:  # a comprehension: most pools are full
             pool_id = pool.id
-            runtime = runtimes.get(pool.accelerator)
+            speed_class = (pool.accelerator, pool.throughput)
+            runtime = runtimes.get(speed_class)
             if runtime is None:
-                runtime = runtimes[pool.accelerator] = self.runtime(job, pool)
+                runtime = runtimes[speed_class] = self.runtime(job, pool)
             borrowing = others and reserved[pool_id] > 0 and cards > self.nonsme_room(pool)
             if borrowing and not job.preemptible and not (may_borrow_briefly and runtime <= borrow_max):
                 continue  # only preemptible work, or brief work while no SME waits, borrows their share
@@ -663,11 +666,11 @@ def _faster_later(
     # Per accelerator model first (a handful per job, not a check per pool): most jobs have none fast
     # enough to be worth waiting for, whenever it frees.
     by_model = cycle.by_accelerator(job, pools)
-    fast = [model for model, sample in by_model.items() if cycle.runtime(job, sample) * ratio < now.runtime_s]
+    fast = {speed for speed, sample in by_model.items() if cycle.runtime(job, sample) * ratio < now.runtime_s}
     if not fast:
         return None
     for pool in pools:
-        if pool.id == now.pool.id or pool.accelerator not in fast:
+        if pool.id == now.pool.id or (pool.accelerator, pool.throughput) not in fast:
             continue
         runtime = cycle.runtime(job, pool)
         # The latest start that could still qualify (with a second to spare; the exact test follows).

@@ -40,6 +40,9 @@ class PoolState:
     memory_gib: int = 0
     # Reserved capacity: only these tenants' jobs may use the pool (empty: everyone).
     tenants: frozenset[str] = frozenset()
+    # Its cards' measured speed against their datasheet ratio (estimate.throughput_factors); 1: as the
+    # datasheet says, or not calibrated.
+    throughput: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from suanwang import catalog
 from suanwang.db.query import Page, PageRequest, get_or_404, page
+from suanwang.db.session import take_write_lock
 from suanwang.errors import Conflict, Forbidden, Invalid, NotFound
 from suanwang.nodes import service as nodes
 from suanwang.supply import capacity, pricing
@@ -335,6 +336,7 @@ def _intervals(cards: Sequence[RateCard]) -> list[pricing.Interval]:
 
 
 def _live_cards(session: Session, pool_id: int) -> list[RateCard]:
+    take_write_lock(session)  # SQLite ignores FOR UPDATE: be the writer before the overlap check reads
     stmt = (
         select(RateCard)
         .where(RateCard.pool_id == pool_id, RateCard.retired_at.is_(None))
