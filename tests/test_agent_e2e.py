@@ -138,3 +138,68 @@ def test_a_gpu_node_runs_on_its_cards_and_meters_energy(
     assert measured["energy_j"] > 0 and measured["peak_memory_mib"] >= 571
     assert 0 <= measured["mean_utilization_pct"] <= 100
     assert usage.cards == 2 and usage.card_seconds == job["card_seconds"]
+
+
+def test_an_agent_restart_stops_the_old_process_and_the_job_runs_again(
+    server: tuple[str, ExecWorld], tmp_path: Path
+) -> None:
+    origin, ew = server
+    pool = agent_pool(ew, "H800", 0)
+    token = str(ew.operator.token)
+
+    def agent() -> NodeAgent:
+        return NodeAgent(
+            ControlPlane(origin, token),
+            pool_id=pool["id"],
+            probe=NoGpu(),
+            directory=tmp_path / "agent",
+            sender=HttpSender(origin, token),
+            hostname="restarting-node",
+        )
+
+    marker = tmp_path / "first-attempt-pid"
+    # The first attempt writes its pid and sleeps; a later one finds the marker and ends at once.
+    script = (
+        f"import os, pathlib, time; m = pathlib.Path({str(marker)!r})\n"
+        "if m.exists(): print('second attempt'); raise SystemExit(0)\n"
+        "m.write_text(str(os.getpid())); time.sleep(120)\n"
+    )
+    job = ew.submit(cards=0, accelerators=["H800"], command=["python3", "-c", script])
+    first = agent()
+    first.register()
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        ew.cycle()
+        first.step()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    first.step()  # the control plane hears it is running
+    ew.cycle()
+    old_pid = int(marker.read_text())
+    assert ew.job(job["id"])["state"] == "running"
+
+    second = agent()  # the agent process died and came back: the first one is simply abandoned
+    assert second.runner.left_behind and old_pid_gone(old_pid)
+    deadline = time.monotonic() + 30
+    while not state_is("succeeded", "failed")(found := ew.job(job["id"])) or second.runner.launches:
+        ew.cycle()
+        second.step()
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
+    assert found["state"] == "succeeded" and found["attempt"] >= 1
+    assert "second attempt" in ew.tenant.call("GET", f"/jobs/{job['id']}/logs").text
+    events = ew.tenant.get(f"/jobs/{job['id']}/events")
+    assert any(e["to_state"] == "lost" for e in events)
+
+
+def old_pid_gone(pid: int) -> bool:
+    """The abandoned launch's process ended (it was this test's grandchild, so init reaps it)."""
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists():
+        status = Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}").exists() else ""
+        if "State:\tZ" in status:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

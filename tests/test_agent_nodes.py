@@ -3,6 +3,7 @@ agent backend the controller drives, output streaming, and a silent node's launc
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -141,11 +142,12 @@ def test_a_silent_node_loses_its_launches_and_the_job_is_requeued(aw: AgentWorld
     aw.ew.cycle()
     name = aw.heartbeat(node["id"])["start"][0]["name"]
     aw.heartbeat(node["id"], {"name": name, "state": "running", "started_at": "2026-01-01T00:00:00+00:00"})
-    impatient = Controller(settings.model_copy(update={"agent_lost_after_s": 0.5}), aw.ew.engine)
+    # 2 s: long enough that a loaded machine still cycles within it after the heartbeat.
+    impatient = Controller(settings.model_copy(update={"agent_lost_after_s": 2.0}), aw.ew.engine)
     try:
         aw.ew.cycle(impatient)
         assert aw.ew.job(job["id"])["state"] == "running"  # it heartbeated just now
-        time.sleep(0.8)
+        time.sleep(2.3)
         aw.ew.cycle(impatient)
         requeued = aw.ew.job(job["id"])
         assert requeued["state"] in ("queued", "placed") and requeued["attempt"] >= 1
@@ -157,6 +159,30 @@ def test_a_silent_node_loses_its_launches_and_the_job_is_requeued(aw: AgentWorld
         node["id"], {"name": name, "state": "running", "started_at": "2026-01-01T00:00:00+00:00"}
     )
     assert name in late["cancel"]  # the node came back: it must stop the launch given up on
+
+
+def test_a_restarted_agent_that_no_longer_reports_a_launch_has_it_lost_and_requeued(aw: AgentWorld) -> None:
+    node = aw.register()
+    job = aw.submit()
+    aw.ew.cycle()
+    name = aw.heartbeat(node["id"])["start"][0]["name"]
+    running = {"name": name, "state": "running", "started_at": "2026-01-01T00:00:00+00:00"}
+    aw.heartbeat(node["id"], running)
+    aw.ew.cycle()
+    assert aw.ew.job(job["id"])["state"] == "running"
+    # The agent restarts: it registers again and heartbeats without the launch (it stopped it).
+    assert aw.register()["id"] == node["id"]
+    answer = aw.heartbeat(node["id"])
+    assert name not in [a["name"] for a in answer["start"]]  # not started again under the same name
+    aw.ew.cycle()
+    requeued = aw.ew.job(job["id"])
+    assert requeued["state"] in ("queued", "placed") and requeued["attempt"] >= 1
+    lost = [e for e in aw.ew.tenant.get(f"/jobs/{job['id']}/events") if e["to_state"] == "lost"]
+    assert lost and "restarted" in json.dumps(lost)
+    # A pending launch the agent never reported is simply sent again.
+    aw.ew.cycle()
+    again = aw.heartbeat(node["id"])["start"]
+    assert [a["name"] for a in again] == [a["name"] for a in aw.heartbeat(node["id"])["start"]] != [name]
 
 
 def test_cancel_reaches_the_node(aw: AgentWorld) -> None:

@@ -119,6 +119,13 @@ def heartbeat(
         session.scalars(select(NodeLaunch).where(NodeLaunch.node_id == node.id, NodeLaunch.state.in_(ACTIVE)))
     )
     reported = {r.name for r in data.reports}
+    # The agent reports every launch it runs until their end is acknowledged: one it said was running
+    # and now leaves out, it no longer knows (it restarted, and stopped what its last life left behind).
+    for launch in mine:
+        if launch.state == "running" and launch.name not in reported:
+            launch.state, launch.ended_at = "lost", now
+            launch.message = "the node's agent restarted and no longer runs it"
+    mine = [launch for launch in mine if launch.state in ACTIVE]
     start = [n for n in mine if n.state == "pending" and n.name not in reported and not n.cancel_requested]
     cancel = [n.name for n in mine if n.cancel_requested]
     # Ended here but still running there (given up on while the node was silent, or cancelled before
@@ -145,9 +152,11 @@ def _apply(launch: NodeLaunch, report: LaunchReport) -> None:
 def append_log(session: Session, *, principal: Principal, name: str, offset: int, data: bytes) -> int:
     """Append output at `offset`; a resent piece is skipped, a gap is refused. Returns the new length."""
     launch = session.scalar(select(NodeLaunch).where(NodeLaunch.name == name))
-    if launch is None:
+    node = session.get(Node, launch.node_id) if launch is not None else None
+    if node is None or not principal.operates(session.get_one(Pool, node.pool_id).site.provider_id):
+        # Another provider's launch answers exactly as one that does not exist (nor names its node).
         raise NotFound("not-found", what="launch", id=name)
-    get_node(session, principal=principal, node_id=launch.node_id)
+    assert launch is not None
     if offset > launch.log_bytes:
         raise Conflict("agent.log-gap", name=name, offset=offset, expected=launch.log_bytes)
     fresh = data[launch.log_bytes - offset :]
