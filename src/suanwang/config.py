@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     submit_batch: int = Field(default=500, ge=1, le=5000)
     # How long the intake writer waits for more submissions before it writes a batch (milliseconds).
     submit_gather_ms: float = Field(default=3.0, ge=0, le=100)
+    # Limits per request and per token (api/limits.py); a rate of 0 switches the rate limit off.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
+    rate_limit_per_s: float = Field(default=1000.0, ge=0, le=1_000_000)
+    rate_limit_burst: int = Field(default=2000, ge=1, le=10_000_000)
 
     @field_validator("lang")
     @classmethod

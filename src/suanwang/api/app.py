@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from suanwang import __version__
-from suanwang.api import problems
+from suanwang.api import limits, problems
+from suanwang.api.security import SecurityHeaders
 from suanwang.config import Settings, get_settings
 from suanwang.db.session import engine_for, session_factory, session_scope, upgrade
 from suanwang.timeutil import utcnow
@@ -87,7 +88,24 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         description="A regional compute-power network: supply, scheduling, use and settlement.",
         lifespan=lifespan,
     )
-    if settings.root_path:
+    from suanwang.metering.service import MAX_BATCH_BYTES
+    from suanwang.nodes.api import MAX_LOG_CHUNK
+    from suanwang.registry.tabular import MAX_BYTES as MAX_IMPORT_BYTES
+
+    # Innermost first: the limits' own answers also get the security headers.
+    larger = [  # routes that read more on purpose check their own limit first; this one backs it up
+        (API_PREFIX + "/metering/events", MAX_BATCH_BYTES + 64 * 1024),
+        (API_PREFIX + "/agent/launches/", MAX_LOG_CHUNK + 64 * 1024),
+        (API_PREFIX + "/registry/import/", MAX_IMPORT_BYTES + limits.MIB),
+    ]
+    app.add_middleware(
+        limits.BodyLimit, default=settings.max_body_bytes, larger=larger, answer=limits.problem_answer
+    )
+    if settings.rate_limit_per_s > 0:
+        buckets = limits.TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)
+        app.add_middleware(limits.RateLimit, buckets=buckets, answer=limits.problem_answer)
+    app.add_middleware(SecurityHeaders, api_prefix=API_PREFIX)
+    if settings.root_path:  # outside SecurityHeaders: it sets the root_path that one reads
         app.add_middleware(ServedUnder, prefix=settings.root_path.rstrip("/"))
     app.state.settings = settings
     app.state.engine = engine

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from suanwang.api.deps import lang_of
+from suanwang.api.limits import MIB, BodyTooLarge
 from suanwang.errors import DomainError
 from suanwang.i18n import t
 
@@ -123,6 +124,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         lang = lang_of(request)
+        if isinstance(exc, BodyTooLarge):  # a body past its limit, found while it was being read
+            detail = t("request.too-large", lang, limit_mib=f"{exc.limit / MIB:g}")
+            title = t("problem.too-large", lang)
+            return problem(request, status=413, code="request.too-large", title=title, detail=detail)
         code = {404: "route-not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         detail = t(code, lang, path=request.url.path, method=request.method, status=exc.status_code)
         return problem(

@@ -6,6 +6,7 @@ import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -110,7 +111,7 @@ def paging(limit: int, offset: int, sort: str | None, include_retired: bool | No
 
 # --- platform: serve, demo, db -------------------------------------------------------------------
 
-db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+db_app = typer.Typer(help="The database: schema migrations, backups and checks.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(jobs_app, name="jobs")
@@ -138,6 +139,70 @@ def db_current(ctx: typer.Context) -> None:
     from suanwang.db.session import current_revision
 
     output.console.print(current_revision(state(ctx).settings.effective_database_url) or "(empty)")
+
+
+@db_app.command("backup")
+def db_backup(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="The backup file to write (must not exist).")],
+) -> None:
+    """Back up the database to a file: a consistent copy taken while the server runs."""
+    from suanwang.db import backup
+    from suanwang.i18n import t
+
+    try:
+        backup.backup(state(ctx).settings.effective_database_url, file)
+    except backup.BackupError as exc:
+        _backup_failed(exc, state(ctx).lang)
+    output.console.print(
+        t("cli.backup-written", state(ctx).lang, path=str(file), size=f"{file.stat().st_size:,}")
+    )
+
+
+@db_app.command("restore")
+def db_restore(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A file written by `suanwang db backup`.")],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Replace what the target database holds (otherwise it must be empty)."
+        ),
+    ] = False,
+) -> None:
+    """Restore a backup into the database, then check its ledger."""
+    from suanwang.db import backup
+
+    try:
+        verified = backup.restore(state(ctx).settings.effective_database_url, file, replace=replace)
+    except backup.BackupError as exc:
+        _backup_failed(exc, state(ctx).lang)
+    _report_verified(verified, state(ctx).lang)
+
+
+@db_app.command("verify")
+def db_verify(ctx: typer.Context) -> None:
+    """Check the database: its schema revision and the ledger's double entry."""
+    from suanwang.db import backup
+
+    _report_verified(backup.verify(state(ctx).settings.effective_database_url), state(ctx).lang)
+
+
+def _backup_failed(exc: Any, lang: str) -> None:
+    output.err_console.print(f"error: {exc.message(lang)}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _report_verified(verified: Any, lang: str) -> None:
+    from suanwang.i18n import t
+
+    output.console.print(t("cli.db-schema", lang, revision=verified.revision, tables=verified.tables))
+    if verified.ok:
+        output.console.print(t("cli.ledger-sound", lang))
+        return
+    for problem in verified.ledger_problems:  # the ledger's own wording: for whoever repairs it
+        output.console.print(t("cli.ledger-problem", lang, problem=problem), highlight=False, markup=False)
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -45,6 +45,7 @@ def home(request: Request, session: Annotated[Session, Depends(get_session)]) ->
             "t": lambda key, **params: t(key, lang, **params),
             "lang": lang,
             "version": __version__,
+            "prefix": auth.prefix_of(request),
             "by_phase": by_phase,
             "operational": operational,
             "by_provider": by_provider,
