@@ -11,7 +11,7 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from suanwang.config import Settings
-from suanwang.db.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest
+from suanwang.db.query import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, PageRequest
 from suanwang.i18n import negotiate, normalize_lang
 from suanwang.tenants import service as tenants
 from suanwang.tenants.access import Principal
@@ -90,7 +90,7 @@ async def get_ctx(
 
 async def page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     sort: Annotated[
         str | None, Query(max_length=64, description="field, '-' in front for descending")
     ] = None,

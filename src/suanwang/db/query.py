@@ -14,6 +14,7 @@ from suanwang.errors import Invalid
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 500
+MAX_OFFSET = 2**31 - 1  # past this, page by a filter: a larger offset only overflows the database
 DEFAULT_PAGE_SIZE = 50
 
 
@@ -43,8 +44,8 @@ def page(
     """Run `stmt` for one page. `sort` is a field name, '-' in front for descending; ties break by id."""
     if not 1 <= request.limit <= MAX_PAGE_SIZE:
         raise Invalid("paging.limit", max=MAX_PAGE_SIZE, got=request.limit)
-    if request.offset < 0:
-        raise Invalid("paging.offset", got=request.offset)
+    if not 0 <= request.offset <= MAX_OFFSET:
+        raise Invalid("paging.offset", max=MAX_OFFSET, got=request.offset)
     sort = request.sort or default_sort
     descending = sort.startswith("-")
     field = sort.lstrip("-")

@@ -85,7 +85,7 @@ def append_log(
     name: str,
     ctx: CtxDep,
     data: Annotated[bytes, Depends(log_chunk)],
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> dict[str, int]:
     """Append a piece of the launch's output at `offset` (bytes); resending a piece is harmless."""
     length = service.append_log(ctx.session, principal=ctx.principal, name=name, offset=offset, data=data)
