@@ -45,7 +45,7 @@ from suanwang.backends.protocol import (
 from suanwang.backends.registry import AgentSites, backend_for_site
 from suanwang.config import Settings
 from suanwang.db.meta import instance_id
-from suanwang.db.session import session_factory
+from suanwang.db.session import session_factory, take_write_lock
 from suanwang.jobs import lifecycle, snapshot
 from suanwang.jobs.lifecycle import JobState
 from suanwang.jobs.models import Job, Launch, Reservation
@@ -353,7 +353,20 @@ class Controller:
             assert launch.handle is not None
             seen = observations.get(launch.handle) or Observation(launch.handle, RemoteState.LOST)
             report.observed += 1
-            self._apply(session, backend, launch, seen, report, now)
+            if not seen.state.terminal:
+                self._apply(session, backend, launch, seen, report, now)
+                continue
+            # An end settles money: each in its own transaction, so the ledger locks held are one job's,
+            # taken in account order (several jobs' at once deadlocked with submissions locking the
+            # same wallets), and one job whose settlement fails is retried next cycle without holding
+            # up the others' ends.
+            try:
+                with session.begin_nested():
+                    self._apply(session, backend, launch, seen, report, now)
+            except Exception:
+                log.exception("the end of launch %s could not be recorded; retried next cycle", launch.name)
+                continue
+            session.commit()
 
     def _confirm_send(self, session: Session, backend: Backend, launch: Launch, now: datetime) -> None:
         """A launch recorded but not confirmed: the crash came before or after the send. Ask by name."""
@@ -515,6 +528,7 @@ class Controller:
         """Jobs kept waiting for funds (SUANWANG_UNFUNDED=queue): try their holds again, oldest first."""
         now = self.clock()
         with self.sessions() as session:
+            take_write_lock(session)  # as at dispatch: a job cancelled meanwhile must not get a hold
             waiting = list(
                 session.scalars(
                     select(Job)
@@ -525,6 +539,8 @@ class Controller:
                     )
                     .order_by(Job.submitted_at, Job.id)
                     .limit(self.settings.controller_batch)
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
                 )
             )
             if not waiting:
@@ -624,13 +640,22 @@ class Controller:
         A crash after the commit and before a send leaves launches without a handle: the next
         controller asks their backend by name before sending anything (persist the id before you send).
         """
-        jobs = {
-            j.id: j for j in session.scalars(select(Job).where(Job.id.in_([int(p.job_id) for p in places])))
-        }
+        self.prefix(session)  # made (and committed) on a new database's first dispatch: not under the locks
+        # Locked and read afresh: the snapshot is a cycle old, and a tenant may have cancelled since
+        # (placing a cancelled job would run it with its money already given back).
+        take_write_lock(session)
+        locked = (
+            select(Job)
+            .where(Job.id.in_([int(p.job_id) for p in places]))
+            .order_by(Job.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        jobs = {j.id: j for j in session.scalars(locked)}
         recorded: list[tuple[Job, Launch, Pool, Place]] = []
         for place in places:
             job = jobs.get(int(place.job_id))
-            if job is None or job.state is not JobState.QUEUED:
+            if job is None or job.state is not JobState.QUEUED or job.cancel_requested_at is not None:
                 continue
             info = pools.get(snapshot.pool_id_of(place.pool_id))
             if (

@@ -63,7 +63,11 @@ class ServedUnder:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and not scope.get("root_path"):
-            scope = dict(scope, root_path=self.prefix)
+            # As uvicorn --root-path does: the path carries the prefix too, so routing (which takes
+            # root_path off the path) and mounts like the static files see the same thing either way.
+            scope = dict(scope, root_path=self.prefix, path=self.prefix + scope["path"])
+            if scope.get("raw_path") is not None:
+                scope["raw_path"] = self.prefix.encode() + scope["raw_path"]
         await self.app(scope, receive, send)
 
 

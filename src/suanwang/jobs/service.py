@@ -21,6 +21,7 @@ from suanwang import catalog
 from suanwang.config import Settings
 from suanwang.db.ids import allocate_ids
 from suanwang.db.query import Page, PageRequest, get_or_404, page
+from suanwang.db.session import take_write_lock
 from suanwang.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from suanwang.i18n import t
 from suanwang.jobs import lifecycle, snapshot
@@ -399,6 +400,7 @@ def cancel(*, session: Session, principal: Principal, job_id: int, now: datetime
     job = get_job(session=session, principal=principal, job_id=job_id)
     if not (principal.is_regulator or principal.belongs_to(job.org_id)):
         raise Forbidden("job.cancel-own")
+    job = lock_job(session, job.id)  # the controller may be placing it right now: decide on what it wrote
     if job.state is JobState.CANCELLED:
         return job  # a retried cancel (its first answer was lost) gets the same answer
     if job.state.terminal:
@@ -423,6 +425,14 @@ def cancel(*, session: Session, principal: Principal, job_id: int, now: datetime
         )
     session.flush()
     return job
+
+
+def lock_job(session: Session, job_id: int) -> Job:
+    """The job as committed now, locked until this transaction ends (SQLite: this connection becomes
+    the writer), so a cancel and the controller's placement never both act on a stale state."""
+    take_write_lock(session)
+    stmt = select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
+    return session.scalars(stmt).one()
 
 
 # --- reservations --------------------------------------------------------------------------------
