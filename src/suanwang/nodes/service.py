@@ -152,11 +152,13 @@ def _apply(launch: NodeLaunch, report: LaunchReport) -> None:
 def append_log(session: Session, *, principal: Principal, name: str, offset: int, data: bytes) -> int:
     """Append output at `offset`; a resent piece is skipped, a gap is refused. Returns the new length."""
     launch = session.scalar(select(NodeLaunch).where(NodeLaunch.name == name))
-    node = session.get(Node, launch.node_id) if launch is not None else None
-    if node is None or not principal.operates(session.get_one(Pool, node.pool_id).site.provider_id):
+    try:
+        if launch is None:
+            raise NotFound("not-found", what="launch", id=name)
+        get_node(session, principal=principal, node_id=launch.node_id)
+    except NotFound:
         # Another provider's launch answers exactly as one that does not exist (nor names its node).
-        raise NotFound("not-found", what="launch", id=name)
-    assert launch is not None
+        raise NotFound("not-found", what="launch", id=name) from None
     if offset > launch.log_bytes:
         raise Conflict("agent.log-gap", name=name, offset=offset, expected=launch.log_bytes)
     fresh = data[launch.log_bytes - offset :]
