@@ -319,6 +319,8 @@ TABLE: dict[tuple[str, str], Route] = {
     ("GET", "/api/v1/vouchers/flags"): regulator_only(),
     ("POST", "/api/v1/vouchers/flags/{flag_id}/lift"): regulator_only(body=lambda i: {"reason": "matrix"}),
     ("GET", "/api/v1/vouchers/audit"): regulator_only(),
+    ("GET", "/api/v1/audit"): regulator_only(),
+    ("GET", "/api/v1/audit/head"): regulator_only(),
     **{
         ("GET", f"/api/v1/vouchers/programmes/{{programme_id}}/reports/{report}"): regulator_only()
         for report in ("burn-down", "by-enterprise", "by-segment", "by-provider", "by-month", "summary")

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
+from suanwang.audit.guard import drop_guard
 from suanwang.config import get_settings
 from suanwang.db import backup
 from suanwang.db.base import Base
@@ -78,8 +80,14 @@ def test_a_backup_restored_into_a_fresh_database_is_the_same_and_sound(
 
     verified = backup.restore(fresh_url, file)
     assert verified.ok and verified.ledger_problems == []
-    assert verified.revision == backup.verify(db_url).revision is not None
+    source = backup.verify(db_url)
+    assert verified.revision == source.revision is not None
     assert contents(fresh_url) == before
+    # The audit trail came along whole: the same chain, still append-only, still checked.
+    assert verified.audit.ok and verified.audit.checked == len(before["audit_log"]) > 0
+    assert verified.audit.last == source.audit.last
+    with pytest.raises(DBAPIError, match="append-only"), create_engine(fresh_url).begin() as connection:
+        connection.execute(text("DELETE FROM audit_log"))
     # Ids continue after the restored ones (PostgreSQL restores its sequences with the rows).
     engine = create_engine(fresh_url)
     try:
@@ -168,4 +176,9 @@ def test_the_cli_backs_up_restores_and_verifies(
     code, out, err = cli_run("db", "restore", str(file))
     assert code == 2 and "not empty" in err
     code, out, _ = cli_run("db", "verify")
-    assert code == 0 and "Schema revision" in out
+    assert code == 0 and "Schema revision" in out and "the chain is unbroken" in out
+    with create_engine(fresh_url).begin() as connection:  # someone edits the restored trail
+        drop_guard(connection)
+        connection.execute(text("UPDATE audit_log SET actor = 'nobody' WHERE seq = 1"))
+    code, out, _ = cli_run("db", "verify")
+    assert code == 1 and "double entry holds" in out and "Audit entry 1: edited" in out

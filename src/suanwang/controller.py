@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine, create_engine, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from suanwang.audit.capture import controller_actor
 from suanwang.backends.protocol import (
     Backend,
     BackendError,
@@ -200,7 +201,7 @@ class Controller:
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.sessions = session_factory(engine)
+        self.sessions = session_factory(engine, actor=controller_actor())
         self.clock = clock
         self.backends = backends or Backends(
             settings.data_dir, agents=AgentSites(engine, settings.agent_lost_after_s)

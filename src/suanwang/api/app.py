@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     problems.install(app)
 
+    from suanwang.audit.api import router as audit_router
     from suanwang.catalog.api import router as catalog_router
     from suanwang.jobs.api import router as jobs_router
     from suanwang.metering.api import router as metering_router
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         registry_router,
         registry_reports_router,
         region_reports_router,
+        audit_router,
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
+from suanwang.audit.capture import controller_actor
 from suanwang.backends.protocol import (
     BackendRejected,
     BackendUnavailable,
@@ -22,6 +23,7 @@ from suanwang.backends.protocol import (
     Observation,
     RemoteState,
 )
+from suanwang.db.session import session_factory
 from suanwang.jobs.models import Launch
 from suanwang.nodes import service as nodes
 from suanwang.nodes.models import Node, NodeLaunch
@@ -42,7 +44,7 @@ class AgentBackend:
     kind = "agent"
 
     def __init__(self, engine: Engine, site_id: int, *, lost_after_s: float) -> None:
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions = session_factory(engine, actor=controller_actor())
         self.site_id = site_id
         self.lost_after_s = lost_after_s
 

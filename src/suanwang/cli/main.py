@@ -13,6 +13,7 @@ import typer
 
 from suanwang.cli import output
 from suanwang.cli.agent import agent_app
+from suanwang.cli.audit import audit_app
 from suanwang.cli.client import ApiError, Client, ConnectionFailed
 from suanwang.cli.jobs import jobs_app, reservations_app
 from suanwang.cli.money import money_app
@@ -121,6 +122,7 @@ app.add_typer(usage_app, name="usage")
 app.add_typer(vouchers_app, name="vouchers")
 app.add_typer(registry_app, name="registry")
 app.add_typer(agent_app, name="agent")
+app.add_typer(audit_app, name="audit")
 
 
 @db_app.command("upgrade")
@@ -194,15 +196,17 @@ def _backup_failed(exc: Any, lang: str) -> None:
 
 
 def _report_verified(verified: Any, lang: str) -> None:
+    from suanwang.cli.audit import report_audit
     from suanwang.i18n import t
 
     output.console.print(t("cli.db-schema", lang, revision=verified.revision, tables=verified.tables))
-    if verified.ok:
+    if not verified.ledger_problems:
         output.console.print(t("cli.ledger-sound", lang))
-        return
     for problem in verified.ledger_problems:  # the ledger's own wording: for whoever repairs it
         output.console.print(t("cli.ledger-problem", lang, problem=problem), highlight=False, markup=False)
-    raise typer.Exit(1)
+    report_audit(verified.audit, lang)
+    if not verified.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
+from suanwang.audit.chain import Verdict
 from suanwang.db.session import current_revision, make_engine, session_scope
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -43,10 +44,11 @@ class Verified:
     revision: str | None
     tables: int
     ledger_problems: list[str]
+    audit: Verdict
 
     @property
     def ok(self) -> bool:
-        return not self.ledger_problems
+        return not self.ledger_problems and self.audit.ok
 
 
 def kind_of(url: str) -> str:
@@ -162,7 +164,9 @@ def restore(url: str, source: Path, *, replace: bool = False) -> Verified:
 
 
 def verify(url: str) -> Verified:
-    """The database's schema revision, table count and what is wrong with its ledger (nothing, if sound)."""
+    """The database's schema revision, table count, and what is wrong with its ledger and its audit
+    trail's hash chain (nothing, if sound)."""
+    from suanwang.audit.service import verify_database
     from suanwang.ledger import store as ledger
 
     engine = make_engine(url)
@@ -170,6 +174,7 @@ def verify(url: str) -> Verified:
         tables = len(inspect(engine).get_table_names())
         with session_scope(engine) as session:
             problems = ledger.check_invariants(session)
+        audit = verify_database(engine)
     finally:
         engine.dispose()
-    return Verified(current_revision(url), tables, problems)
+    return Verified(current_revision(url), tables, problems, audit)

@@ -21,14 +21,23 @@ from sqlalchemy import ARRAY, JSON, Insert, Row, Table, Text, bindparam, cast, f
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from suanwang.audit.capture import ActorOf, note_inserts
+
 
 def insert_many(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], *, returning: Sequence[str] = ()
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    returning: Sequence[str] = (),
+    actor: ActorOf = None,
 ) -> list[Row[Any]]:
     """Insert `rows` (dicts with the same keys, scalar columns only) into `table` in the session's
-    transaction; the `returning` columns of the inserted rows, in no particular order."""
+    transaction; the `returning` columns of the inserted rows, in no particular order. The rows go
+    into the audit trail, by `actor` (a name, or one per row) or else the session's."""
     if not rows:
         return []
+    note_inserts(session, table, rows, actor=actor)
     names = tuple(rows[0])
     if session.get_bind().dialect.name == "postgresql":
         columns = {
@@ -66,7 +75,9 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else jsonlib.dumps(value)
 
 
-def copy_many(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def copy_many(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], *, actor: ActorOf = None
+) -> None:
     """Insert `rows` (dicts with the same keys) in the session's transaction, by COPY on PostgreSQL:
     the rows stream in one command with no statement to parse or plan and no arrays to build, which
     for a few dozen wide rows costs a fraction of `insert_many`'s INSERT … SELECT unnest(…). Elsewhere
@@ -74,8 +85,9 @@ def copy_many(session: Session, table: Table, rows: Sequence[dict[str, Any]]) ->
     if not rows:
         return
     if session.get_bind().dialect.name != "postgresql":
-        insert_many(session, table, rows)
+        insert_many(session, table, rows, actor=actor)
         return
+    note_inserts(session, table, rows, actor=actor)
     # COPY applies only the database's defaults: add the columns' Python-side scalar defaults (a
     # computed one, like a timestamp, must come in the rows).
     missing = [c for c in table.columns if c.name not in rows[0] and c.default is not None]

@@ -1,6 +1,7 @@
 """Every table, imported in one place so Alembic and create_all see the whole schema."""
 
 from suanwang.api.idempotency import IdempotencyRecord
+from suanwang.audit.models import AuditEntry, AuditHead
 from suanwang.db.meta import PlatformMeta
 from suanwang.jobs.models import Job, JobEvent, Launch, Reservation
 from suanwang.ledger.models import LedgerAccount, LedgerPendingExpiry, LedgerTransfer
@@ -20,6 +21,8 @@ from suanwang.vouchers.models import (
 
 __all__ = [
     "ApiToken",
+    "AuditEntry",
+    "AuditHead",
     "Enterprise",
     "IdempotencyRecord",
     "Job",

@@ -49,6 +49,15 @@ def _sqlite_savepoint(connection: Connection, _name: str) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine whose every commit seals its writes into the audit trail (suanwang.audit.capture)."""
+    from suanwang.audit.capture import install
+
+    engine = _make_engine(url)
+    install(engine)
+    return engine
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -72,14 +81,15 @@ def engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def session_factory(engine: Engine, actor: str | None = None) -> sessionmaker[Session]:
+    """Sessions whose writes the audit trail names as `actor`'s (until one says otherwise)."""
+    return sessionmaker(bind=engine, expire_on_commit=False, info={"actor": actor} if actor else None)
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
+def session_scope(engine: Engine, actor: str | None = None) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
-    session = session_factory(engine)()
+    session = session_factory(engine, actor)()
     try:
         yield session
         session.commit()

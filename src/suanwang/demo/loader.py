@@ -267,7 +267,7 @@ def load_demo(settings: Settings) -> DemoResult:
     data = demo_data()
     secret = _token(settings)
     result = DemoResult(regulator_token=secret)
-    with session_scope(engine_for(url)) as session:
+    with session_scope(engine_for(url), actor="demo:loader") as session:
         regulator = tenants.ensure_regulator_token(
             session=session, secret=secret, user_name=data["regulator"]["name"], now=utcnow()
         )

@@ -78,7 +78,7 @@ class DemoWorkload:
     def step(self) -> Job | None:
         """Submit one job if fewer than max_open are open; returns it (None when the region is full)."""
         now = utcnow()
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, actor="demo:workload") as session:
             open_jobs = session.scalar(select(func.count()).select_from(Job).where(Job.state.in_(OPEN))) or 0
             if open_jobs >= self.max_open:
                 return None

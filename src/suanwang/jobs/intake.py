@@ -38,6 +38,7 @@ from suanwang.api.idempotency import (
     replay,
     run_create,
 )
+from suanwang.audit.capture import act_as, user_actor
 from suanwang.config import Settings
 from suanwang.db.bulk import copy_many
 from suanwang.db.ids import allocate_ids
@@ -53,6 +54,7 @@ from suanwang.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
+INTAKE_ACTOR = "intake"
 REDACTED = "***"
 # A job's columns that are not set at submission, as a just-created row has them.
 UNSET = {
@@ -220,6 +222,7 @@ def write_batch(session: Session, settings: Settings, batch: list[Submission]) -
     """Admit and insert a batch of submissions in `session` (the caller commits); one outcome each."""
     outcomes: list[Outcome | None] = [None] * len(batch)
     latest = max(item.now for item in batch)
+    act_as(session, INTAKE_ACTOR)  # the batch's holds; its jobs and their histories name each submitter
     principals = tenants.authenticate_many(
         session=session, presented=[item.secret for item in batch], now=latest
     )
@@ -313,7 +316,14 @@ def _insert(
         return
     # The ids were allocated before (the holds name them): a plain executemany, one prepared statement
     # (a multi-row INSERT … RETURNING has a new SQL text for every batch size, costly to parse).
-    copy_many(session, Job.__table__, _same_keys([values for _, values in admitted]))
+    # The audit trail names each job's submitter (the batch holds several callers' submissions).
+    copy_many(
+        session,
+        Job.__table__,
+        _same_keys([values for _, values in admitted]),
+        actor=lambda row: user_actor(row["submitted_by"]),
+    )
+    submitters = {values["id"]: values["submitted_by"] for _, values in admitted}
     ids = [values["id"] for _, values in admitted]
     events: list[dict[str, Any]] = []
     keys: list[dict[str, Any]] = []
@@ -336,7 +346,7 @@ def _insert(
                 }
             )
     # Core inserts: the ORM's bulk path would send one statement per row here.
-    copy_many(session, JobEvent.__table__, events)
+    copy_many(session, JobEvent.__table__, events, actor=lambda row: user_actor(submitters[row["job_id"]]))
     if keys:
         copy_many(session, IdempotencyRecord.__table__, keys)
 

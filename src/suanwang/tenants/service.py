@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from suanwang.audit.capture import act_as, user_actor
 from suanwang.db.query import Page, PageRequest, among, get_or_404, page
 from suanwang.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from suanwang.tenants import credit_code
@@ -357,7 +358,9 @@ def authenticate(*, session: Session, secret: str | None, now: datetime) -> Prin
     if not secret:
         raise Unauthorized("auth.missing")
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
-    return _principal_of(token, now)
+    principal = _principal_of(token, now)
+    act_as(session, user_actor(principal.user_id))  # the audit trail names the caller from here on
+    return principal
 
 
 def authenticate_many(
