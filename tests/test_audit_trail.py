@@ -368,4 +368,6 @@ def test_entries_count_matches_the_head(chained: list[AuditEntry], clean_engine:
     with session_scope(clean_engine) as session:
         count = session.scalar(select(func.count()).select_from(AuditEntry))
         head = audit.head(session)
+        read_in_pairs = [e.seq for e in audit.stored_entries(session, batch=2)]
     assert head is not None and head.seq == count
+    assert read_in_pairs == [e.seq for e in chained] == list(range(1, count + 1))

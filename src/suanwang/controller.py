@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import Connection, Engine, create_engine, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -125,6 +126,8 @@ class LeaderLock:
             try:
                 self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_LOCK_KEY})
                 self._connection.commit()
+            except Exception:  # the database is gone: the lock went with the session
+                log.warning("controller: could not unlock; the lock ends with its connection")
             finally:
                 self._connection.close()
                 self._connection = None
@@ -224,7 +227,7 @@ class Controller:
         """Cycle until `stop` is set; wait for leadership while another controller leads."""
         try:
             while not stop.is_set():
-                if not self.lock.acquire():
+                if not self._lead():
                     stop.wait(max(self.settings.controller_interval_s, 1.0))
                     continue
                 try:
@@ -235,6 +238,18 @@ class Controller:
         finally:
             self.lock.release()
             self.backends.close()
+
+    def _lead(self) -> bool:
+        """Whether this controller leads now. A database that cannot be reached means not leading for
+        now, and asking again next time: the loop must outlive an outage, not die of it."""
+        try:
+            return self.lock.acquire()
+        except OperationalError as exc:  # one line a try: an outage must not flood the log
+            log.warning("controller: cannot reach the database to lead (%s); asking again", exc.orig)
+            return False
+        except Exception:
+            log.exception("controller: could not take the leader lock; asking again")
+            return False
 
     def cycle(self) -> CycleReport:
         report = CycleReport()

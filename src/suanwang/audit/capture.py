@@ -293,6 +293,8 @@ def _savepoint(connection: Connection, _name: str | None) -> None:
 
 
 def _rollback_savepoint(connection: Connection, _name: str, _context: Any) -> None:
+    if connection.invalidated:
+        return
     marks = connection.info.get(MARKS)
     if marks:
         mark = marks.pop()
@@ -301,12 +303,18 @@ def _rollback_savepoint(connection: Connection, _name: str, _context: Any) -> No
 
 
 def _release_savepoint(connection: Connection, _name: str, _context: Any) -> None:
+    if connection.invalidated:
+        return
     marks = connection.info.get(MARKS)
     if marks:
         marks.pop()
 
 
 def _rollback(connection: Connection) -> None:
+    # A connection the database dropped is invalidated and its info cannot be reached (what it held
+    # goes with it); the caller's error must stay the OperationalError (a 503), not become ours.
+    if connection.invalidated:
+        return
     _forget(connection)
 
 

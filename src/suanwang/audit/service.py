@@ -52,29 +52,19 @@ def head(session: Session) -> Head | None:
 
 
 def stored_entries(session: Session, batch: int = READ_BATCH) -> Iterator[Entry]:
-    """Every entry in sequence order, read in batches by key (no offset to grow, no table in memory)."""
+    """Every entry in sequence order, read in batches by key (no offset to grow, no table in memory:
+    plain rows, not objects the session would keep)."""
+    columns = [AuditEntry.__table__.c[name] for name in Entry.__slots__]  # type: ignore[attr-defined]
     after = -1
     while True:
-        rows = session.scalars(
-            select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(batch)
+        rows = session.execute(
+            select(*columns).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(batch)
         ).all()
         for row in rows:
-            yield Entry(
-                seq=row.seq,
-                at=row.at,
-                actor=row.actor,
-                action=row.action,
-                table_name=row.table_name,
-                row_key=row.row_key,
-                before=row.before,
-                after=row.after,
-                prev_hash=row.prev_hash,
-                hash=row.hash,
-            )
+            yield Entry(*row)
         if len(rows) < batch:
             return
         after = rows[-1].seq
-        session.expunge_all()
 
 
 def verify_database(engine: Engine, anchors: Iterable[Head] = ()) -> Verdict:

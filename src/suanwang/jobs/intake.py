@@ -27,7 +27,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from suanwang.api.idempotency import (
@@ -180,7 +180,10 @@ class SubmitIntake:
                 return outcomes
         except IntegrityError:
             log.info("intake batch of %d hit a concurrent duplicate; handling one by one", len(batch))
-        except Exception as exc:  # a bug or a lost database: every caller gets the error, none hangs
+        except OperationalError as exc:  # the database is unreachable: each caller gets its 503
+            log.warning("intake batch of %d failed: database unavailable (%s)", len(batch), exc.orig)
+            return [exc] * len(batch)
+        except Exception as exc:  # a bug: every caller gets the error, none hangs
             log.exception("intake batch failed")
             return [exc] * len(batch)
         return [self._one(item) for item in batch]
