@@ -482,10 +482,12 @@ def test_the_queries_of_a_batch_do_not_grow_with_its_size(world, clean_engine):
     small = queries_for([event_for(name) for name in names[:5]])
     large = queries_for([event_for(name) for name in names[5:]])
     # Launches, seen marks and existing records, one query each; records and marks, one INSERT each;
-    # one to find records of jobs already settled (charged late); and the audit trail's three at
-    # commit (lock its head, insert the entries, move the head).
-    assert small == large == 6 + 3
-    assert sum("audit_" in statement for statement in statements) == 3
+    # one to find records of jobs already settled (charged late); and the audit trail's at commit:
+    # lock its head, insert the entries (by COPY on PostgreSQL, which this count does not see), move
+    # the head.
+    audit = 2 if clean_engine.dialect.name == "postgresql" else 3
+    assert small == large == 6 + audit
+    assert sum("audit_" in statement for statement in statements) == audit
     retry = queries_for([event_for(name) for name in names[5:]])
     assert retry == 3  # a retry only reads
 

@@ -15,7 +15,9 @@ Who acted comes from the session (`act_as`: the API sets the caller, the control
 name its own actor (a batch of several callers' submissions).
 
 Not audited, by design (docs/reliability.md): replay caches and dedup marks, job output, the expiry index
-of holds, the audit tables themselves; columns that change on every heartbeat or read (last seen, last
+of holds, jobs' history rows (each restates a state change that the job's own entry records, with
+before and after: auditing them too cost a third of the trail's price on every submission), the audit
+tables themselves; columns that change on every heartbeat or read (last seen, last
 used, log size), the controller's "why it waits" notes, and the ledger's balances (derived from the
 transfers, which are audited). Secrets are redacted: token hashes, and the values of environments.
 """
@@ -55,6 +57,7 @@ SKIPPED_TABLES = frozenset(
         "metering_seen_events",  # which event ids were seen (dedup marks)
         "node_log_chunks",  # job output
         "ledger_pending_expiries",  # an index of holds by expiry time
+        "job_events",  # a job's history: each row restates a change the jobs entries record
     }
 )
 SKIPPED_COLUMNS: Mapping[str, frozenset[str]] = {

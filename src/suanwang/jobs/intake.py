@@ -326,7 +326,6 @@ def _insert(
         _same_keys([values for _, values in admitted]),
         actor=lambda row: user_actor(row["submitted_by"]),
     )
-    submitters = {values["id"]: values["submitted_by"] for _, values in admitted}
     ids = [values["id"] for _, values in admitted]
     events: list[dict[str, Any]] = []
     keys: list[dict[str, Any]] = []
@@ -349,7 +348,7 @@ def _insert(
                 }
             )
     # Core inserts: the ORM's bulk path would send one statement per row here.
-    copy_many(session, JobEvent.__table__, events, actor=lambda row: user_actor(submitters[row["job_id"]]))
+    copy_many(session, JobEvent.__table__, events)
     if keys:
         copy_many(session, IdempotencyRecord.__table__, keys)
 
