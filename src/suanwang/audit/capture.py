@@ -33,9 +33,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, event, insert, inspect, select, update
+from sqlalchemy import Connection, Engine, Table, UniqueConstraint, event, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from suanwang.audit.chain import GENESIS, digest
@@ -72,7 +73,8 @@ SECRET_COLUMNS = frozenset({("api_tokens", "token_hash")})
 SECRET_VALUES = frozenset({("jobs", "env"), ("node_launches", "env")})  # keys kept, values hidden
 
 Row = Mapping[str, Any]
-ActorOf = str | Callable[[Row], str] | None
+# A name for every row, or one per row (None: the session's), or None (the session's).
+ActorOf = str | Callable[[Row], str | None] | None
 
 
 @dataclass(slots=True)
@@ -120,7 +122,7 @@ def note_inserts(session: Session, table: Table, rows: Sequence[Row], *, actor: 
     keys = _key_columns(table, rows[0])
     pending = _pending(connection)
     for row in rows:
-        who = actor(row) if callable(actor) else actor or default
+        who = (actor(row) if callable(actor) else actor) or default
         pending.append(
             Pending(
                 actor=who[:ACTOR_CHARS],
@@ -180,7 +182,7 @@ def _updated(obj: Any, actor: str) -> list[Pending]:
     table, columns = _columns(obj)
     if table is None:
         return []
-    skipped = SKIPPED_COLUMNS["*"] | SKIPPED_COLUMNS.get(table.name, frozenset())
+    skipped = _skipped(table.name)
     attrs = inspect(obj).attrs
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
@@ -221,7 +223,7 @@ def _key_columns(table: Table, row: Row) -> list[str]:
     """The primary key if the rows carry it, else the first unique key they carry (a serial id is only
     known after the insert)."""
     candidates = [[c.name for c in table.primary_key.columns]]
-    candidates += [[c.name for c in u.columns] for u in table.constraints if _is_unique(u)]
+    candidates += [[c.name for c in u.columns] for u in table.constraints if isinstance(u, UniqueConstraint)]
     candidates += [[c.name] for c in table.columns if c.unique]
     for names in candidates:
         if names and all(name in row for name in names):
@@ -229,8 +231,9 @@ def _key_columns(table: Table, row: Row) -> list[str]:
     return []
 
 
-def _is_unique(constraint: Any) -> bool:
-    return type(constraint).__name__ == "UniqueConstraint"
+@lru_cache(maxsize=128)
+def _skipped(table_name: str) -> frozenset[str]:
+    return SKIPPED_COLUMNS["*"] | SKIPPED_COLUMNS.get(table_name, frozenset())
 
 
 def _key(values: Iterable[Any]) -> str:
@@ -242,7 +245,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 def _clean(table_name: str, row: Row) -> dict[str, Any]:
     # On every audited row of every batch: plain values take the short way.
-    skipped = SKIPPED_COLUMNS["*"] | SKIPPED_COLUMNS.get(table_name, frozenset())
+    skipped = _skipped(table_name)
     clean: dict[str, Any] = {}
     for name, value in row.items():
         if name in skipped:

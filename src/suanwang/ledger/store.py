@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from suanwang.audit.capture import actor_of, note_inserts, user_actor
+from suanwang.audit.capture import note_inserts, user_actor
 from suanwang.db.query import among
 from suanwang.db.session import take_write_lock
 from suanwang.ledger.models import TRANSFER_ID_CHARS, LedgerAccount, LedgerPendingExpiry, LedgerTransfer
@@ -385,12 +385,12 @@ def _write(
 
 
 def _insert_transfers(session: Session, rows: list[Transfer]) -> None:
-    # The audit trail: a transfer names its acting user where a person acted.
+    # The audit trail: a transfer names its acting user where a person acted (else the session's actor).
     note_inserts(
         session,
         TRANSFERS,
         [t._asdict() for t in rows],
-        actor=lambda row: user_actor(row["user_id"]) if row["user_id"] is not None else actor_of(session),
+        actor=lambda row: user_actor(row["user_id"]) if row["user_id"] is not None else None,
     )
     if _is_postgres(session):
         # COPY: one round trip for the whole batch; seq comes from the column's identity, in row order.
