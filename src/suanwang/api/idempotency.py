@@ -12,18 +12,19 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import ForeignKey, Integer, Select, String, Text, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from suanwang.api.deps import Ctx
 from suanwang.db.base import Base, IdMixin
-from suanwang.db.query import among
+from suanwang.db.query import among_bound, dialect_of
 from suanwang.errors import Conflict, Invalid
 
 MAX_KEY_LENGTH = 200
@@ -150,6 +151,14 @@ def replay(record: IdempotencyRecord, idem: IdempotencyKey) -> JSONResponse:
     return JSONResponse(body, status_code=record.status_code, headers=REPLAYED)
 
 
+@cache
+def _records_of(dialect: str) -> Select[tuple[IdempotencyRecord]]:
+    return select(IdempotencyRecord).where(
+        among_bound(dialect, IdempotencyRecord.key, "keys"),
+        among_bound(dialect, IdempotencyRecord.user_id, "users"),
+    )
+
+
 def find_records(
     session: Session, wanted: Iterable[tuple[int, str]]
 ) -> dict[tuple[int, str], IdempotencyRecord]:
@@ -157,11 +166,7 @@ def find_records(
     pairs = set(wanted)
     if not pairs:
         return {}
-    keys = {key for _, key in pairs}
-    users = {user_id for user_id, _ in pairs}
-    found = session.scalars(
-        select(IdempotencyRecord).where(
-            among(session, IdempotencyRecord.key, keys), among(session, IdempotencyRecord.user_id, users)
-        )
-    )
+    keys = list({key for _, key in pairs})
+    users = list({user_id for user_id, _ in pairs})
+    found = session.scalars(_records_of(dialect_of(session)), {"keys": keys, "users": users})
     return {(r.user_id, r.key): r for r in found if (r.user_id, r.key) in pairs}

@@ -36,7 +36,18 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, UniqueConstraint, event, insert, inspect, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    event,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from suanwang.audit.chain import GENESIS, digest
@@ -333,6 +344,9 @@ def _checkin(_dbapi_connection: Any, record: Any) -> None:
 
 HEAD = AuditHead.__table__
 LOG = AuditEntry.__table__
+# Built once: every committing transaction runs them.
+_LOCK_HEAD = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1).with_for_update()
+_MOVE_HEAD = update(HEAD).where(HEAD.c.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
 
 
 def _commit(connection: Connection) -> None:
@@ -383,7 +397,7 @@ def seal(connection: Connection, pending: Sequence[Pending]) -> int:
         )
         prev = value
     _insert_entries(connection, rows)
-    connection.execute(update(HEAD).where(HEAD.c.id == 1).values(seq=seq, hash=prev))
+    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
     return seq
 
 
@@ -401,11 +415,10 @@ def _insert_entries(connection: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _lock_head(connection: Connection) -> tuple[int, str]:
-    query = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1).with_for_update()
-    row = connection.execute(query).first()
+    row = connection.execute(_LOCK_HEAD).first()
     if row is None:  # a fresh or emptied database: the chain starts here
         connection.execute(_insert_head(connection))
-        row = connection.execute(query).first()
+        row = connection.execute(_LOCK_HEAD).first()
     assert row is not None
     return int(row[0]), str(row[1])
 

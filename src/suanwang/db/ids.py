@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.orm import Session
 
+_NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
+
 
 def allocate_ids(session: Session, model: Any, count: int) -> list[int]:
     """`count` new ids of `model`'s integer primary key `id`; the caller inserts rows with them."""
@@ -15,10 +17,7 @@ def allocate_ids(session: Session, model: Any, count: int) -> list[int]:
         return []
     table: Table = model.__table__
     if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(
-            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
-            {"table": table.name, "n": count},
-        )
+        rows = session.execute(_NEXT_IDS, {"table": table.name, "n": count})
         return [int(row[0]) for row in rows]
     # SQLite: become the writer first (a write statement takes the database lock even on no rows), so
     # no other connection takes the same ids before we insert them.

@@ -23,10 +23,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -42,7 +43,7 @@ from suanwang.audit.capture import act_as, user_actor
 from suanwang.config import Settings
 from suanwang.db.bulk import copy_many
 from suanwang.db.ids import allocate_ids
-from suanwang.db.query import among
+from suanwang.db.query import among_bound, dialect_of
 from suanwang.errors import Conflict, DomainError
 from suanwang.jobs import service, snapshot
 from suanwang.jobs.models import Job, JobEvent
@@ -221,6 +222,11 @@ def _row_of(job: Job) -> dict[str, Any]:
     return {column.key: getattr(job, column.key) for column in Job.__table__.columns}
 
 
+@cache
+def _orgs_by_id(dialect: str) -> Select[tuple[Organisation]]:
+    return select(Organisation).where(among_bound(dialect, Organisation.id, "ids"))
+
+
 def write_batch(session: Session, settings: Settings, batch: list[Submission]) -> list[Outcome]:
     """Admit and insert a batch of submissions in `session` (the caller commits); one outcome each."""
     outcomes: list[Outcome | None] = [None] * len(batch)
@@ -244,12 +250,8 @@ def write_batch(session: Session, settings: Settings, batch: list[Submission]) -
         session,
         ((item.principal.user_id, item.idem.key) for item in batch if item.principal and item.idem.key),
     )
-    orgs = {
-        org.id: org
-        for org in session.scalars(
-            select(Organisation).where(among(session, Organisation.id, set(owners.values())))
-        )
-    }
+    found = session.scalars(_orgs_by_id(dialect_of(session)), {"ids": list(set(owners.values()))})
+    orgs = {org.id: org for org in found}
     pools = snapshot.admission_pools(session, now=latest, local_regions=settings.local_region_set)
     policy = service.policy_for(settings)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 import psycopg
@@ -35,7 +36,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from suanwang.audit.capture import note_inserts, user_actor
-from suanwang.db.query import among
+from suanwang.db.query import among_bound, dialect_of
 from suanwang.db.session import take_write_lock
 from suanwang.ledger.models import TRANSFER_ID_CHARS, LedgerAccount, LedgerPendingExpiry, LedgerTransfer
 from suanwang.ledger.rules import (
@@ -62,6 +63,7 @@ ACCOUNTS = cast(Table, LedgerAccount.__table__)
 TRANSFERS = cast(Table, LedgerTransfer.__table__)
 EXPIRIES = cast(Table, LedgerPendingExpiry.__table__)
 TRANSFER_COLUMNS = [TRANSFERS.c[name] for name in Transfer._fields]
+_INSERT_EXPIRY = insert(EXPIRIES)
 HISTORY_PAGE_MAX = 1000
 ACCOUNT_ID_MAX = 2**31 - 1
 
@@ -201,14 +203,30 @@ def _among(
     return stmt.where(column.in_(list(values)))
 
 
+def _among_bound(dialect: str, stmt: Select[Any], column: ColumnElement[Any], name: str) -> Select[Any]:
+    """`_among` for a statement built once per dialect (cached below), the values bound under `name`
+    at execution: every batch runs these, and building one costs more than running it."""
+    if dialect == "postgresql":
+        keys = func.unnest(bindparam(name, type_=ARRAY(column.type))).table_valued("key")
+        keys = keys.render_derived("keys")
+        return stmt.join(keys, column == keys.c.key)
+    return stmt.where(column.in_(bindparam(name, expanding=True)))
+
+
+@cache
+def _transfers_statement(dialect: str, by: str) -> Select[Any]:
+    return _among_bound(dialect, select(*TRANSFER_COLUMNS), TRANSFERS.c[by], "values")
+
+
 def _transfers(
     session: Session, *, ids: Collection[str], pending_ids: Collection[str] = ()
 ) -> list[Transfer]:
     """Stored transfers with these ids, and those that resolve these pending ids."""
     found: list[Any] = []
-    for column, values in ((TRANSFERS.c.id, ids), (TRANSFERS.c.pending_id, pending_ids)):
+    dialect = dialect_of(session)
+    for by, values in (("id", ids), ("pending_id", pending_ids)):
         if values:
-            found += session.execute(_among(session, select(*TRANSFER_COLUMNS), column, values)).all()
+            found += session.execute(_transfers_statement(dialect, by), {"values": list(values)}).all()
     return list({row[0]: Transfer(*row) for row in found}.values())
 
 
@@ -220,9 +238,8 @@ def lock_accounts(session: Session, account_ids: Collection[int]) -> dict[int, B
     return {account_id: state.balances for account_id, state in _lock_accounts(session, account_ids).items()}
 
 
-def _lock_accounts(session: Session, account_ids: Collection[int]) -> dict[int, AccountState]:
-    if not account_ids:
-        return {}
+@cache
+def _lock_statement(dialect: str) -> Select[Any]:
     a = ACCOUNTS.c
     stmt = select(
         a.id,
@@ -236,32 +253,46 @@ def _lock_accounts(session: Session, account_ids: Collection[int]) -> dict[int, 
         a.credits_pending,
         a.credits_posted,
     )
-    stmt = _among(session, stmt, a.id, account_ids).order_by(a.id).with_for_update(of=ACCOUNTS)
+    return _among_bound(dialect, stmt, a.id, "ids").order_by(a.id).with_for_update(of=ACCOUNTS)
+
+
+def _lock_accounts(session: Session, account_ids: Collection[int]) -> dict[int, AccountState]:
+    if not account_ids:
+        return {}
     return {
         row[0]: AccountState(
             row[1],
             AccountFlags(row[2], row[3], row[4], row[5] is not None),
             Balances(row[6], row[7], row[8], row[9]),
         )
-        for row in session.execute(stmt)
+        for row in session.execute(_lock_statement(dialect_of(session)), {"ids": list(account_ids)})
     }
+
+
+@cache
+def _due_statement(dialect: str) -> Select[Any]:
+    """Due pendings on the accounts bound as `ids`, at the time bound as `now`."""
+    e = EXPIRIES.c
+    return select(e.transfer_id, e.debit_account_id, e.credit_account_id).where(
+        e.expires_at <= bindparam("now"),
+        or_(
+            among_bound(dialect, e.debit_account_id, "ids"), among_bound(dialect, e.credit_account_id, "ids")
+        ),
+    )
 
 
 def _due(
     session: Session, now: datetime, *, account_ids: Collection[int] = (), limit: int | None = None
 ) -> dict[str, tuple[int, int]]:
     """Pending transfers whose timeout has passed (maybe resolved meanwhile): id → their two accounts."""
+    if limit is None:
+        params = {"now": now, "ids": list(account_ids)}
+        return {
+            row[0]: (row[1], row[2]) for row in session.execute(_due_statement(dialect_of(session)), params)
+        }
     e = EXPIRIES.c
     stmt = select(e.transfer_id, e.debit_account_id, e.credit_account_id).where(e.expires_at <= now)
-    if limit is not None:
-        stmt = stmt.order_by(e.expires_at, e.transfer_id).limit(limit)
-    else:
-        stmt = stmt.where(
-            or_(
-                among(session, e.debit_account_id, account_ids),
-                among(session, e.credit_account_id, account_ids),
-            )
-        )
+    stmt = stmt.order_by(e.expires_at, e.transfer_id).limit(limit)
     return {row[0]: (row[1], row[2]) for row in session.execute(stmt)}
 
 
@@ -366,7 +397,7 @@ def _write(
         _insert_transfers(session, inserts)
     if new_pendings:
         session.execute(
-            insert(EXPIRIES),
+            _INSERT_EXPIRY,
             [
                 {
                     "transfer_id": t.id,

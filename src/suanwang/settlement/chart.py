@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from suanwang.db.query import among
+from suanwang.db.query import among_bound, dialect_of
 from suanwang.ledger import store as ledger
 from suanwang.ledger.models import LedgerAccount
 from suanwang.ledger.rules import AccountResult, AccountSpec
@@ -79,12 +80,17 @@ def provider(provider_id: int) -> AccountSpec:
     )
 
 
+@cache
+def _by_key(dialect: str) -> Select[tuple[LedgerAccount]]:
+    return select(LedgerAccount).where(among_bound(dialect, LedgerAccount.key, "keys"))
+
+
 def ensure(session: Session, specs: Iterable[AccountSpec]) -> dict[str, LedgerAccount]:
     """The accounts of `specs` by key, created on first use (idempotent; one query when they exist)."""
     wanted = {spec.key: spec for spec in specs}
     found = {
         account.key: account
-        for account in session.scalars(select(LedgerAccount).where(among(session, LedgerAccount.key, wanted)))
+        for account in session.scalars(_by_key(dialect_of(session)), {"keys": list(wanted)})
     }
     missing = [spec for key, spec in wanted.items() if key not in found]
     if missing:
