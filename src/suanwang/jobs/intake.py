@@ -374,6 +374,9 @@ def _repeat_in_batch(
 
 def _same_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows with one set of columns (a job kept waiting for funds has reason columns the others lack)."""
+    first = rows[0].keys()
+    if all(row.keys() == first for row in rows):  # the usual batch: nothing to fill in
+        return rows
     names = {name for row in rows for name in row}
     defaults = {"reason_code": None}
     return [{name: row.get(name, defaults.get(name)) for name in names} for row in rows]
