@@ -2,6 +2,7 @@
 
     python bench/bench_submit.py [--clients 16] [--seconds 10] [--workers 1,2] [--batches 1,500]
                                  [--database URL]
+    python bench/bench_submit.py --against REV [--rounds 6] [--seconds 5] [--workers 1]
 
 Starts `suanwang serve` (uvicorn, W worker processes, no controller, SUANWANG_SUBMIT_BATCH=B) on a fresh
 PostgreSQL database (default: database `suanwang_bench` on the local server, dropped and re-created),
@@ -10,6 +11,12 @@ each submit carrying its own Idempotency-Key. Baselines in the same run: GET /he
 the same concurrency, the framework's ceiling on this machine; and B=1, each submission committed on its
 own (no group commit). The client shares the machine's cores
 with the server, so read the ratio to the baseline as well as the absolute rate.
+
+With `--against REV` (a git revision): the code of REV and the checkout's code each serve the same
+database (two servers, started once), and wrk runs alternate between them `--rounds` times: on a
+machine whose speed drifts by ±15 % (or 4x between days) the ratio of neighbouring runs is the
+comparison that holds. Prints each round and the median ratio. REV's code must run on the checkout's
+database schema (its server is started without migrating).
 
 Prints a table and writes bench/results/submit.json. The issue's target: ≥ 1,000 submissions/s with
 16 concurrent clients on PostgreSQL (Slurm's published sustained rate is 500 jobs/s).
@@ -186,6 +193,52 @@ def drive_wrk(
     }
 
 
+def code_of(rev: str) -> Path:
+    """The `src` tree of a git revision, in a temporary folder (its server runs with PYTHONPATH there)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="suanwang-bench-rev-"))
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "src"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    return root / "src"
+
+
+def compare(args: argparse.Namespace, env: dict[str, str], body: Any, auth: dict[str, str]) -> None:
+    """Alternate wrk runs between REV's server and this checkout's, on one database."""
+    workers = int(args.workers.split(",")[0])
+    sides = {args.against: env | {"PYTHONPATH": str(code_of(args.against))}, "checkout": env}
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    try:
+        for name, side_env in sides.items():
+            port = free_port()
+            servers[name] = (serve(side_env, port, workers, 500), f"http://127.0.0.1:{port}")
+        for _, base in servers.values():  # warm-up: connections, caches, prepared statements
+            drive_wrk(base, args.clients, 2, "/api/v1/jobs", body, auth)
+        analyze(args.database)
+        print(f"\n| round | {args.against} submit/s | checkout submit/s | ratio |\n|--:|--:|--:|--:|")
+        for round_no in range(1, args.rounds + 1):
+            order = list(servers) if round_no % 2 else list(reversed(servers))
+            for name in order:
+                result = drive_wrk(servers[name][1], args.clients, args.seconds, "/api/v1/jobs", body, auth)
+                if result["errors"]:
+                    raise SystemExit(f"{name}: {result['errors']} failed submissions")
+                rates[name].append(result["per_s"])
+            old, new = rates[args.against][-1], rates["checkout"][-1]
+            print(f"| {round_no} | {old:,.0f} | {new:,.0f} | {new / old:.2f} |", flush=True)
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=30)
+    ratios = [new / old for old, new in zip(rates[args.against], rates["checkout"], strict=True)]
+    print(
+        f"\nmedian: {args.against} {statistics.median(rates[args.against]):,.0f}/s, checkout "
+        f"{statistics.median(rates['checkout']):,.0f}/s; ratio median {statistics.median(ratios):.2f} "
+        f"(min {min(ratios):.2f}, max {max(ratios):.2f}), {workers} worker(s), {args.clients} clients"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16)
@@ -195,6 +248,8 @@ def main() -> None:
         "--batches", default="1,500", help="SUANWANG_SUBMIT_BATCH values (1 = no group commit)"
     )
     parser.add_argument("--database", default=DEFAULT_DB)
+    parser.add_argument("--against", metavar="REV", help="alternate with this git revision's code")
+    parser.add_argument("--rounds", type=int, default=6, help="alternations with --against")
     parser.add_argument(
         "--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
     )
@@ -209,6 +264,12 @@ def main() -> None:
         "duration_estimate_s": 3600,
         "accelerators": ["H800", "A800"],
     }
+
+    if args.against:
+        if not shutil.which("wrk"):
+            raise SystemExit("--against needs wrk (apt-get install wrk)")
+        compare(args, env, body, auth)
+        return
 
     def submit() -> tuple[str, str, dict[str, Any], int]:
         return (
