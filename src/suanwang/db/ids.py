@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.orm import Session
 
+from suanwang.db.query import dialect_of
+
 _NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
 
 
@@ -16,7 +18,7 @@ def allocate_ids(session: Session, model: Any, count: int) -> list[int]:
     if count <= 0:
         return []
     table: Table = model.__table__
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         rows = session.execute(_NEXT_IDS, {"table": table.name, "n": count})
         return [int(row[0]) for row in rows]
     # SQLite: become the writer first (a write statement takes the database lock even on no rows), so

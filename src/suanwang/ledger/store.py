@@ -20,6 +20,7 @@ import psycopg
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
+    Delete,
     Select,
     Table,
     and_,
@@ -93,6 +94,11 @@ def _spec_of(account: LedgerAccount) -> AccountSpec:
     )
 
 
+@cache
+def _accounts_statement(dialect: str) -> Select[tuple[LedgerAccount]]:
+    return _among(dialect, select(LedgerAccount), ACCOUNTS.c.key, "keys")
+
+
 def create_accounts(session: Session, specs: Sequence[AccountSpec], *, now: datetime) -> list[AccountOutcome]:
     """Create accounts by key; a key that exists answers `exists` (same fields) and changes nothing."""
     now = require_aware(now)
@@ -100,7 +106,7 @@ def create_accounts(session: Session, specs: Sequence[AccountSpec], *, now: date
         raise ValueError(f"at most {TRANSFERS_PER_BATCH_MAX} accounts per call (got {len(specs)})")
     checks = [check_account(spec) for spec in specs]
     keys = [spec.key for spec, check in zip(specs, checks, strict=True) if check is AccountResult.OK]
-    stored = session.scalars(_among(session, select(LedgerAccount), ACCOUNTS.c.key, keys))
+    stored = session.scalars(_accounts_statement(dialect_of(session)), {"keys": keys})
     by_key: dict[str, LedgerAccount] = {account.key: account for account in stored}
     outcomes = []
     for spec, check in zip(specs, checks, strict=True):
@@ -180,7 +186,7 @@ def close_account(session: Session, *, account_id: int, now: datetime) -> Accoun
 
 
 def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+    return dialect_of(session) == "postgresql"
 
 
 def _account_ids(values: Iterable[object]) -> set[int]:
@@ -191,21 +197,11 @@ def _transfer_ids(values: Iterable[object]) -> set[str]:
     return {v for v in values if isinstance(v, str) and 0 < len(v) <= TRANSFER_ID_CHARS}
 
 
-def _among(
-    session: Session, stmt: Select[Any], column: ColumnElement[Any], values: Collection[Any]
-) -> Select[Any]:
-    """`stmt` restricted to rows whose `column` is among `values`. PostgreSQL: a join on the unnested
-    array, one index probe per value, for the thousands of ids of a large batch."""
-    if _is_postgres(session):
-        array = bindparam(None, list(values), type_=ARRAY(column.type))
-        keys = func.unnest(array).table_valued("key").render_derived("keys")
-        return stmt.join(keys, column == keys.c.key)
-    return stmt.where(column.in_(list(values)))
-
-
-def _among_bound(dialect: str, stmt: Select[Any], column: ColumnElement[Any], name: str) -> Select[Any]:
-    """`_among` for a statement built once per dialect (cached below), the values bound under `name`
-    at execution: every batch runs these, and building one costs more than running it."""
+def _among(dialect: str, stmt: Select[Any], column: ColumnElement[Any], name: str) -> Select[Any]:
+    """`stmt` restricted to rows whose `column` is among the values bound under `name` at execution.
+    PostgreSQL: a join on the unnested array, one index probe per value, for the thousands of ids of a
+    large batch. The statements every batch runs are built once per dialect (cached below): building
+    one costs more than running it."""
     if dialect == "postgresql":
         keys = func.unnest(bindparam(name, type_=ARRAY(column.type))).table_valued("key")
         keys = keys.render_derived("keys")
@@ -215,7 +211,7 @@ def _among_bound(dialect: str, stmt: Select[Any], column: ColumnElement[Any], na
 
 @cache
 def _transfers_statement(dialect: str, by: str) -> Select[Any]:
-    return _among_bound(dialect, select(*TRANSFER_COLUMNS), TRANSFERS.c[by], "values")
+    return _among(dialect, select(*TRANSFER_COLUMNS), TRANSFERS.c[by], "values")
 
 
 def _transfers(
@@ -253,7 +249,7 @@ def _lock_statement(dialect: str) -> Select[Any]:
         a.credits_pending,
         a.credits_posted,
     )
-    return _among_bound(dialect, stmt, a.id, "ids").order_by(a.id).with_for_update(of=ACCOUNTS)
+    return _among(dialect, stmt, a.id, "ids").order_by(a.id).with_for_update(of=ACCOUNTS)
 
 
 def _lock_accounts(session: Session, account_ids: Collection[int]) -> dict[int, AccountState]:
@@ -384,6 +380,13 @@ def expire_pending(session: Session, *, now: datetime, limit: int = 1000) -> lis
 # -- writing --------------------------------------------------------------------------------------
 
 
+@cache
+def _forget_statement(dialect: str) -> Delete:
+    """Delete the expiry candidates whose transfer ids are bound as `ids`."""
+    ids = _among(dialect, select(EXPIRIES.c.transfer_id), EXPIRIES.c.transfer_id, "ids")
+    return EXPIRIES.delete().where(EXPIRIES.c.transfer_id.in_(ids))
+
+
 def _write(
     session: Session,
     *,
@@ -409,8 +412,7 @@ def _write(
             ],
         )
     if forget_expiries:
-        ids = _among(session, select(EXPIRIES.c.transfer_id), EXPIRIES.c.transfer_id, forget_expiries)
-        session.execute(EXPIRIES.delete().where(EXPIRIES.c.transfer_id.in_(ids)))
+        session.execute(_forget_statement(dialect_of(session)), {"ids": forget_expiries})
     if balances:
         _update_balances(session, balances, before)
 
