@@ -271,17 +271,19 @@ async def send_until_answered(
     key: dict[str, str],
     patience_s: float,
     seen: Submissions,
+    op: str = "submit",
 ) -> httpx.Response | None:
     """POST the job; while its outcome is unknown, send it again with the same key (a careful client
-    after a crash or an outage), every RETRY_PAUSE_S for at most `patience_s` (0: never)."""
-    response = await rec.request("submit", tenant, "POST", "/jobs", ok=(201,), json=body, headers=key)
+    after a crash or an outage), every RETRY_PAUSE_S for at most `patience_s` (0: never). `op` names
+    the first try in the record: "submit", or "submit (replay)" for a submission sent again on purpose."""
+    response = await rec.request(op, tenant, "POST", "/jobs", ok=(201,), json=body, headers=key)
     deadline = time.perf_counter() + patience_s
     while unknown_outcome(response) and time.perf_counter() < deadline:
         await asyncio.sleep(RETRY_PAUSE_S)
         response = await rec.request(
             "submit (retry, same key)", tenant, "POST", "/jobs", ok=(201,), json=body, headers=key
         )
-        if response is not None and response.headers.get("Idempotent-Replayed") == "true":
+        if op == "submit" and response is not None and response.headers.get("Idempotent-Replayed") == "true":
             seen.recovered += 1
     return response
 
@@ -306,12 +308,15 @@ async def submit_one(
     seen.jobs[job_id] = tenant
     seen.keys[key["Idempotency-Key"]] = job_id
     if rng.random() < REPLAY_SHARE:
-        again = await rec.request(
-            "submit (replay)", tenant, "POST", "/jobs", ok=(201,), json=body, headers=key
-        )
+        # A replay a kill or an outage cuts short is sent again too: its answer, once there is one, must
+        # be the same job, marked replayed.
+        again = await send_until_answered(rec, tenant, body, key, patience_s, seen, op="submit (replay)")
         seen.replays += 1
-        if (
+        if unknown_outcome(again):
+            seen.unanswered += 1
+        elif (
             again is None
+            or again.status_code != 201
             or again.headers.get("Idempotent-Replayed") != "true"
             or again.json()["id"] != job_id
         ):
@@ -635,13 +640,14 @@ def check_client(session: Session, run: Run) -> list[Check]:
     but for submissions never answered), every replay the same job, every repeated event a duplicate."""
     seen, ing = run.seen, run.ing
     expected_duplicates = ing.repeats_sent - ing.repeats_refused
+    replayed = dict(run.load.ops["submit (replay)"].answers) if "submit (replay)" in run.load.ops else {}
     return [
         check_submissions(session, seen.keys, "load-%", unanswered=seen.unanswered),
         Check(
             "jobs: replays with the key returned the same job",
             not seen.replay_mismatches,
-            f"{seen.replays} replays, {seen.replay_mismatches} mismatches; {seen.recovered} retries after a "
-            "lost answer given the stored job",
+            f"{seen.replays} replays, {seen.replay_mismatches} mismatches (first answers: {replayed}); "
+            f"{seen.recovered} retries after a lost answer given the stored job",
         ),
         Check(
             "metering: every repeated event answered duplicate",

@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.audit.chain import GENESIS, digest
 from suanwang.audit.models import ACTOR_CHARS, KEY_CHARS, AuditEntry, AuditHead
+from suanwang.db.pgcopy import copy_rows
 from suanwang.timeutil import utcnow
 
 PENDING = "suanwang.audit.pending"
@@ -408,11 +409,7 @@ def _insert_entries(connection: Connection, rows: list[dict[str, Any]]) -> None:
         return
     # COPY: the entries of a large batch stream in one command, with no statement to parse.
     names = list(rows[0])
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(f"COPY audit_log ({', '.join(names)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[name] for name in names])
+    copy_rows(connection, "audit_log", names, ([row[name] for name in names] for row in rows))
 
 
 def _lock_head(connection: Connection) -> tuple[int, str]:

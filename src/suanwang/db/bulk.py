@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import ARRAY, JSON, Insert, Row, Table, Text, bindparam, cast, func, insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanwang.audit.capture import ActorOf, note_inserts
+from suanwang.db.pgcopy import copy_rows
 
 
 def insert_many(
@@ -81,7 +80,7 @@ def copy_many(
     """Insert `rows` (dicts with the same keys) in the session's transaction, by COPY on PostgreSQL:
     the rows stream in one command with no statement to parse or plan and no arrays to build, which
     for a few dozen wide rows costs a fraction of `insert_many`'s INSERT … SELECT unnest(…). Elsewhere
-    it is `insert_many`. A duplicate key raises SQLAlchemy's IntegrityError, as an INSERT would."""
+    it is `insert_many`. Errors are SQLAlchemy's, as an INSERT's (a duplicate key: IntegrityError)."""
     if not rows:
         return
     if session.get_bind().dialect.name != "postgresql":
@@ -96,15 +95,10 @@ def copy_many(
     defaults = {c.name: c.default.arg for c in missing}
     names = (*rows[0], *defaults)
     json = {name for name in names if isinstance(table.c[name].type, JSON)}
-    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    try:
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                values = row | defaults
-                copy.write_row(
-                    [Json(values[n]) if n in json and values[n] is not None else values[n] for n in names]
-                )
-    except psycopg.IntegrityError as error:
-        raise IntegrityError(statement, None, error) from error
+    values = ((row | defaults) for row in rows)
+    copy_rows(
+        session.connection(),
+        table.name,
+        names,
+        ([Json(v[n]) if n in json and v[n] is not None else v[n] for n in names] for v in values),
+    )

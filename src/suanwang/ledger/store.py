@@ -16,7 +16,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-import psycopg
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -32,11 +31,11 @@ from sqlalchemy import (
     text,
     union_all,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from suanwang.audit.capture import note_inserts, user_actor
+from suanwang.db.pgcopy import copy_rows
 from suanwang.db.query import among_bound, dialect_of
 from suanwang.db.session import take_write_lock
 from suanwang.ledger.models import TRANSFER_ID_CHARS, LedgerAccount, LedgerPendingExpiry, LedgerTransfer
@@ -427,16 +426,8 @@ def _insert_transfers(session: Session, rows: list[Transfer]) -> None:
     )
     if _is_postgres(session):
         # COPY: one round trip for the whole batch; seq comes from the column's identity, in row order.
-        columns = ", ".join(Transfer._fields)
-        driver = session.connection().connection.driver_connection
-        assert driver is not None
-        statement = f"COPY ledger_transfers ({columns}) FROM STDIN"
-        try:
-            with driver.cursor() as cursor, cursor.copy(statement) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except psycopg.IntegrityError as error:  # as SQLAlchemy would raise it (a concurrent same id)
-            raise IntegrityError(statement, None, error) from error
+        # A concurrent same id raises IntegrityError, as an INSERT would.
+        copy_rows(session.connection(), "ledger_transfers", Transfer._fields, rows)
         return
     # SQLite: the single writer (held since take_write_lock) numbers the rows.
     last = session.scalar(select(func.coalesce(func.max(TRANSFERS.c.seq), 0))) or 0
