@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from suanwang.config import Settings
 from suanwang.db.session import session_scope
+from suanwang.settlement import statements
 from suanwang.supply.models import RateCard
 from suanwang.timeutil import SHANGHAI, utcnow
 from tests import factories, jobs_world
@@ -97,6 +98,35 @@ def test_provider_statement_matches_the_ledger(ew: ExecWorld, clean_engine: Engi
     ew.regulator.post(f"/providers/{provider_id}/payouts", {"amount_fen": 1000, "reason": "November"})
     paid = ew.regulator.get(f"/providers/{provider_id}/statements/{this_month()}")
     assert paid["paid_out_fen"] == 1000 and paid["owed_closing_fen"] == statement["net_fen"] - 1000
+
+
+def test_a_provider_statement_reads_as_many_rows_at_once_whatever_the_number_of_jobs(
+    ew: ExecWorld, clean_engine: Engine
+) -> None:
+    # A query per job's share made a month of 6,000 jobs take seconds (bench/bench_load.py).
+    provider_id = ew.sim_site["provider_id"]
+
+    def queries() -> tuple[int, int]:
+        sent: list[str] = []
+
+        def tally(*args: Any) -> None:
+            sent.append(args[2])
+
+        event.listen(clean_engine, "before_cursor_execute", tally)
+        try:
+            with session_scope(clean_engine) as session:
+                lines = statements.statement(session, provider_id, statements.Month.parse(this_month())).lines
+        finally:
+            event.remove(clean_engine, "before_cursor_execute", tally)
+        return len(lines), len(sent)
+
+    charged_job(ew, clean_engine)
+    one_line, for_one = queries()
+    for _ in range(3):
+        charged_job(ew, clean_engine, hours=1)
+    four_lines, for_four = queries()
+    assert (one_line, four_lines) == (1, 4)
+    assert for_four == for_one
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

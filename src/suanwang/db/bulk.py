@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.audit.capture import ActorOf, note_inserts
 from suanwang.db.pgcopy import copy_rows
+from suanwang.db.query import dialect_of
 
 
 def insert_many(
@@ -38,7 +39,7 @@ def insert_many(
         return []
     note_inserts(session, table, rows, actor=actor)
     names = tuple(rows[0])
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         columns = {
             f"rows_{name}": [_json_text(row[name]) for row in rows]
             if isinstance(table.c[name].type, JSON)
@@ -83,7 +84,7 @@ def copy_many(
     it is `insert_many`. Errors are SQLAlchemy's, as an INSERT's (a duplicate key: IntegrityError)."""
     if not rows:
         return
-    if session.get_bind().dialect.name != "postgresql":
+    if dialect_of(session) != "postgresql":
         insert_many(session, table, rows, actor=actor)
         return
     note_inserts(session, table, rows, actor=actor)

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
+from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from suanwang.config import get_settings
-from suanwang.db.query import get_or_404
+from suanwang.db.query import among_bound, dialect_of, get_or_404
 from suanwang.errors import Invalid
 from suanwang.jobs.models import Job
 from suanwang.ledger import store as ledger
@@ -255,15 +256,28 @@ def invoice(session: Session, org_id: int, month: Month) -> Invoice:
 
 
 def _fees(session: Session, prefixes: dict[tuple[int, int], set[str]]) -> dict[tuple[int, int], int]:
-    """The platform's fee on each (job, pool) share: clearing's fee transfer and any voucher grant's."""
+    """The platform's fee on each (job, pool) share: clearing's fee transfer and any voucher grant's. One
+    query for all shares (one per share took seconds over a month of 6,000 jobs)."""
     programmes = redemption.programmes_of_jobs(session, {job_id for job_id, _ in prefixes})
-    fees: dict[tuple[int, int], int] = {}
+    share_of: dict[str, tuple[int, int]] = {}
     for key, starts in prefixes.items():
-        ids = [f"{start}fee" for start in starts]
-        ids += [f"{start}v{programme}/fee" for start in starts for programme in programmes.get(key[0], ())]
-        found = session.scalars(select(LedgerTransfer.amount).where(LedgerTransfer.id.in_(ids)))
-        fees[key] = sum(found)
+        for start in starts:
+            share_of[f"{start}fee"] = key
+            for programme in programmes.get(key[0], ()):
+                share_of[f"{start}v{programme}/fee"] = key
+    fees = dict.fromkeys(prefixes, 0)
+    if share_of:
+        found = session.execute(_fee_amounts(dialect_of(session)), {"ids": list(share_of)})
+        for transfer_id, amount in found:
+            fees[share_of[transfer_id]] += amount
     return fees
+
+
+@cache
+def _fee_amounts(dialect: str) -> Select[tuple[str, int]]:
+    return select(LedgerTransfer.id, LedgerTransfer.amount).where(
+        among_bound(dialect, LedgerTransfer.id, "ids")
+    )
 
 
 def statement(session: Session, provider_id: int, month: Month) -> Statement:
