@@ -10,7 +10,8 @@ loads the Pinghu demo region, and drives it with `--clients` concurrent connecti
 each submit carrying its own Idempotency-Key. Baselines in the same run: GET /healthz (no database) at
 the same concurrency, the framework's ceiling on this machine; and B=1, each submission committed on its
 own (no group commit). The client shares the machine's cores
-with the server, so read the ratio to the baseline as well as the absolute rate.
+with the server, so read the ratio to the baseline as well as the absolute rate. Before the table: the
+machine's own speed, an ASGI app with no framework under uvicorn (with wrk), to compare days.
 
 With `--against REV` (a git revision): the code of REV and the checkout's code each serve the same
 database (two servers, started once), and wrk runs alternate between them `--rounds` times: on a
@@ -193,6 +194,49 @@ def drive_wrk(
     }
 
 
+BARE_ASGI = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+def machine_baseline(clients: int, seconds: float) -> float:
+    """Requests/s of an ASGI app with no framework and no database under uvicorn (one worker): the
+    machine's own speed, which on these VMs differs by 3-4x between days. The submission rate of two
+    days compares through it (or through /healthz, which adds the app's middlewares)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="suanwang-bench-bare-"))
+    (folder / "bare_asgi.py").write_text(BARE_ASGI)
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bare_asgi:app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen([*command, "--no-access-log"], cwd=folder)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        return drive_wrk(f"http://127.0.0.1:{port}", clients, seconds, "/", None, {})["per_s"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def code_of(rev: str) -> Path:
     """The `src` tree of a git revision, in a temporary folder (its server runs with PYTHONPATH there)."""
     import tempfile
@@ -310,10 +354,14 @@ def main() -> None:
             }
         )
 
+    bare = machine_baseline(args.clients, args.seconds) if args.client == "wrk" else None
     print(
         f"\nAPI submissions, {args.clients} concurrent clients, PostgreSQL, {platform.node()} "
-        f"({os.cpu_count()} CPUs), {args.seconds:.0f} s per measurement\n"
+        f"({os.cpu_count()} CPUs), {args.seconds:.0f} s per measurement"
     )
+    if bare is not None:
+        print(f"machine: an ASGI app with no framework answers {bare:,.0f} requests/s (uvicorn, 1 worker)")
+    print()
     header = (
         "| workers | submit batch | submit/s | p50 ms | p99 ms | errors | healthz/s (baseline) "
         "| submit ÷ healthz | ÷ batch 1 |"
@@ -333,7 +381,8 @@ def main() -> None:
     verdict = "met" if best >= TARGET_PER_S else "NOT met"
     print(f"\nbest: {best:,.0f} submissions/s; target ≥ {TARGET_PER_S:,.0f}/s: {verdict}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"rows": rows, "clients": args.clients, "seconds": args.seconds}, indent=2))
+    found = {"rows": rows, "clients": args.clients, "seconds": args.seconds, "bare_asgi_per_s": bare}
+    RESULTS.write_text(json.dumps(found, indent=2))
 
 
 if __name__ == "__main__":
