@@ -96,10 +96,10 @@ def copy_many(
     defaults = {c.name: c.default.arg for c in missing}
     names = (*rows[0], *defaults)
     json = {name for name in names if isinstance(table.c[name].type, JSON)}
-    values = ((row | defaults) for row in rows)
+    complete = (row | defaults for row in rows)
     copy_rows(
         session.connection(),
         table.name,
         names,
-        ([Json(v[n]) if n in json and v[n] is not None else v[n] for n in names] for v in values),
+        ([Json(v[n]) if n in json and v[n] is not None else v[n] for n in names] for v in complete),
     )

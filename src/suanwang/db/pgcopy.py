@@ -1,5 +1,5 @@
-"""PostgreSQL's `COPY … FROM STDIN` through psycopg, the batch paths' fastest insert (job intake, the
-audit trail's entries).
+"""PostgreSQL's `COPY … FROM STDIN` through psycopg, the batch paths' fastest insert (job intake,
+the ledger's transfers, the audit trail's entries).
 
 COPY goes past SQLAlchemy's statement execution, so its errors would arrive as the driver's own: a
 database lost mid-batch as `psycopg.OperationalError`, which the API's handlers do not know (a 500
