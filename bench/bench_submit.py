@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,44 @@ def machine_baseline(clients: int, seconds: float) -> float:
         process.wait(timeout=30)
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (0 for one that has gone)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _busy_s() -> float:
+    """CPU seconds the whole machine spent not idle, over all cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
+def _pids(*pgrep: str) -> list[int]:
+    found = subprocess.run(["pgrep", *pgrep], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found]
+
+
+def cpu_spent(server: subprocess.Popen[bytes], run: Any) -> tuple[Any, dict[str, float]]:
+    """`run()`'s result and where the machine's CPU went meanwhile: seconds of the server's processes
+    (uvicorn and its workers), of PostgreSQL's (a local server), and of the whole machine. Per
+    submission, they say whether a rate is bound by CPU (machine near all cores busy) or by waiting
+    (a batch's round trips, one after the other), and the ceiling: cores ÷ machine CPU per submission.
+    """
+    servers = [server.pid, *_pids("-P", str(server.pid))]
+    database = _pids("-x", "postgres")
+    before = (_cpu_s(servers), _cpu_s(database), _busy_s(), time.monotonic())
+    result = run()
+    after = (_cpu_s(servers), _cpu_s(database), _busy_s(), time.monotonic())
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return result, {"server_s": spent[0], "database_s": spent[1], "machine_s": spent[2], "wall_s": spent[3]}
+
+
 def code_of(rev: str) -> Path:
     """The `src` tree of a git revision, in a temporary folder (its server runs with PYTHONPATH there)."""
     import tempfile
@@ -337,10 +376,15 @@ def main() -> None:
             analyze(args.database)  # statistics, as autovacuum keeps them on a live server
             if args.client == "wrk":
                 baseline = drive_wrk(base, args.clients, args.seconds, "/healthz", None, auth)
-                measured = drive_wrk(base, args.clients, args.seconds, "/api/v1/jobs", body, auth)
+                measured, cpu = cpu_spent(
+                    server,
+                    partial(drive_wrk, base, args.clients, args.seconds, "/api/v1/jobs", body, auth),
+                )
             else:
                 baseline = asyncio.run(drive(base, args.clients, args.seconds, health))
-                measured = asyncio.run(drive(base, args.clients, args.seconds, submit))
+                measured, cpu = cpu_spent(
+                    server, partial(asyncio.run, drive(base, args.clients, args.seconds, submit))
+                )
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -351,6 +395,7 @@ def main() -> None:
                 "clients": args.clients,
                 "healthz": baseline,
                 "submit": measured,
+                "cpu": cpu,
             }
         )
 
@@ -364,18 +409,24 @@ def main() -> None:
     print()
     header = (
         "| workers | submit batch | submit/s | p50 ms | p99 ms | errors | healthz/s (baseline) "
-        "| submit ÷ healthz | ÷ batch 1 |"
+        "| submit ÷ healthz | ÷ batch 1 | CPU ms per submit: server | database | machine "
+        "| machine busy | ceiling/s |"
     )
     print(header)
-    print("|" + "|".join("--:" for _ in range(9)) + "|")
+    print("|" + "|".join("--:" for _ in range(14)) + "|")
+    cores = os.cpu_count() or 1
     single = {r["workers"]: r["submit"]["per_s"] for r in rows if r["batch"] == 1}
     for row in rows:
         s, h = row["submit"], row["healthz"]
         versus = f"{s['per_s'] / single[row['workers']]:.2f}" if row["workers"] in single else "-"
+        cpu, done = row["cpu"], max(1, s["requests"])
+        machine_ms = 1000 * cpu["machine_s"] / done
         print(
             f"| {row['workers']} | {row['batch']} | {s['per_s']:,.0f} | {s['p50_ms']:.1f} | "
             f"{s['p99_ms']:.1f} | {s['errors']} | {h['per_s']:,.0f} | {s['per_s'] / h['per_s']:.2f} | "
-            f"{versus} |"
+            f"{versus} | {1000 * cpu['server_s'] / done:.2f} | {1000 * cpu['database_s'] / done:.2f} | "
+            f"{machine_ms:.2f} | {cpu['machine_s'] / cpu['wall_s'] / cores:.0%} | "
+            f"{1000 * cores / machine_ms:,.0f} |"
         )
     best = max(r["submit"]["per_s"] for r in rows)
     verdict = "met" if best >= TARGET_PER_S else "NOT met"
