@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy import event as sa_event
 
 from suanwang.config import Settings
 from suanwang.controller import Controller
@@ -69,6 +70,41 @@ def test_a_node_registers_into_an_agent_pool_once(aw: AgentWorld) -> None:
     assert again["id"] == node["id"] and again["card_count"] == 1  # same pool and hostname: updated
     listed = aw.operator.get("/agent/nodes")
     assert [n["id"] for n in listed] == [node["id"]]
+
+
+def test_listing_nodes_costs_the_same_queries_for_one_pool_or_three_and_shows_only_ones_own(
+    aw: AgentWorld, clean_engine: Engine
+) -> None:
+    # Each node's pool and site were read on their own: the listing grew a query per pool.
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "api_tokens" not in statement and "FROM users" not in statement:  # signing in, throttled
+            statements.append(statement)
+
+    def listed(caller: Any) -> tuple[list[int], int]:
+        statements.clear()
+        sa_event.listen(clean_engine, "before_cursor_execute", count)
+        try:
+            nodes = caller.get("/agent/nodes")
+        finally:
+            sa_event.remove(clean_engine, "before_cursor_execute", count)
+        return [node["id"] for node in nodes], len(statements)
+
+    first = aw.register("node-a")["id"]
+    one_pool, queries_for_one = listed(aw.operator)
+    more = []
+    for n in range(2):
+        pool = factories.pool(aw.ew.regulator, aw.site["id"], accelerator="H800", nodes=1, cards_per_node=2)
+        body = {"pool_id": pool["id"], "hostname": f"node-{n}", "cards": CARDS}
+        more.append(aw.operator.post("/agent/nodes", body, expect=200)["id"])
+    three_pools, queries_for_three = listed(aw.operator)
+    assert one_pool == [first] and three_pools == [first, *more]
+    assert queries_for_three == queries_for_one
+    assert listed(aw.ew.regulator)[0] == three_pools
+    stranger = factories.provider(aw.ew.regulator)
+    operator = factories.user(aw.ew.regulator, role="provider_operator", provider_id=stranger["id"])
+    assert listed(aw.ew.regulator.as_(factories.token_for(aw.ew.regulator, operator["id"])))[0] == []
 
 
 def test_registration_is_refused_outside_the_operators_scope_and_for_other_pools(aw: AgentWorld) -> None:

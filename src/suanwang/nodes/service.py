@@ -16,7 +16,7 @@ from suanwang.db.query import get_or_404
 from suanwang.errors import Conflict, Invalid, NotFound
 from suanwang.nodes.models import Node, NodeLaunch, NodeLogChunk
 from suanwang.nodes.schemas import Calibration, Heartbeat, LaunchReport, NodeRegister
-from suanwang.supply.models import BackendKind, Pool
+from suanwang.supply.models import BackendKind, Pool, Site
 from suanwang.tenants.access import Principal, require_operates
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "lost"})
@@ -57,13 +57,16 @@ def get_node(session: Session, *, principal: Principal, node_id: int) -> Node:
 
 
 def list_nodes(session: Session, *, principal: Principal, pool_id: int | None = None) -> list[Node]:
-    stmt = select(Node).order_by(Node.id)
+    """The nodes the principal operates, in one query with each node's provider (one per pool before)."""
+    stmt = (
+        select(Node, Site.provider_id).join(Pool, Pool.id == Node.pool_id).join(Site, Site.id == Pool.site_id)
+    )
     if pool_id is not None:
         stmt = stmt.where(Node.pool_id == pool_id)
     return [
-        n
-        for n in session.scalars(stmt)
-        if principal.operates(session.get_one(Pool, n.pool_id).site.provider_id)
+        node
+        for node, provider_id in session.execute(stmt.order_by(Node.id))
+        if principal.operates(provider_id)
     ]
 
 
