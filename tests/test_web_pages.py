@@ -115,10 +115,11 @@ def test_tenants_see_only_their_own_jobs(app: Any, ew: ExecWorld) -> None:
 
 def test_pages_of_other_roles_are_refused(app: Any, ew: ExecWorld) -> None:
     tenant = Visitor(app, ew.tenant.token)
-    for path in ("/region", "/provider", "/statements", "/registry/projects"):
+    month = str(Month.of(utcnow()))
+    for path in ("/region", "/provider", "/statements", f"/statements/{month}", "/registry/projects"):
         assert tenant.get(path, expect=403).status_code == 403, path
     operator = Visitor(app, ew.operator.token)
-    for path in ("/region", "/tenant", "/invoices"):
+    for path in ("/region", "/tenant", "/invoices", f"/invoices/{month}"):
         assert operator.get(path, expect=403).status_code == 403, path
     assert Visitor(app, ew.regulator.token).get("/region").status_code == 200
 

@@ -53,6 +53,20 @@ def _documents(ctx: PageCtx, base: str, title: str) -> Response:
     return page(ctx, "documents.html", base=base, title=title, months=consoles.recent_months(ctx, 12))
 
 
+def _own_org(ctx: PageCtx) -> int:
+    """The signed-in tenant's organisation (invoices are a tenant's documents)."""
+    if ctx.principal.org_id is None:
+        raise Forbidden("web.tenants-only")
+    return ctx.principal.org_id
+
+
+def _own_provider(ctx: PageCtx) -> int:
+    """The signed-in operator's provider (statements are a provider's documents)."""
+    if ctx.principal.provider_id is None:
+        raise Forbidden("web.providers-only")
+    return ctx.principal.provider_id
+
+
 def _pick(ctx: PageCtx, base: str, month: str) -> Response:
     target = statements.Month.parse(month)  # a bad month is the API's clear error
     return RedirectResponse(f"{prefix_of(ctx.request)}{base}/{target}?format=html", status_code=303)
@@ -60,8 +74,7 @@ def _pick(ctx: PageCtx, base: str, month: str) -> Response:
 
 @router.get("/invoices", response_class=HTMLResponse)
 def invoices(ctx: PageDep) -> Response:
-    if ctx.principal.org_id is None:
-        raise Forbidden("web.tenants-only")
+    _own_org(ctx)
     return _documents(ctx, "/invoices", "web.invoices.title")
 
 
@@ -72,15 +85,12 @@ def pick_invoice(ctx: PageDep, month: str = "") -> Response:
 
 @router.get("/invoices/{month}")
 def invoice(ctx: PageDep, month: str, format: str = "html") -> Any:
-    if ctx.principal.org_id is None:
-        raise Forbidden("web.tenants-only")
-    return money_api.org_invoice(ctx.principal.org_id, month, api_ctx(ctx), ctx.lang, format)
+    return money_api.org_invoice(_own_org(ctx), month, api_ctx(ctx), ctx.lang, format)
 
 
 @router.get("/statements", response_class=HTMLResponse)
 def provider_statements(ctx: PageDep) -> Response:
-    if ctx.principal.provider_id is None:
-        raise Forbidden("web.providers-only")
+    _own_provider(ctx)
     return _documents(ctx, "/statements", "web.statements.title")
 
 
@@ -91,9 +101,7 @@ def pick_statement(ctx: PageDep, month: str = "") -> Response:
 
 @router.get("/statements/{month}")
 def statement(ctx: PageDep, month: str, format: str = "html") -> Any:
-    if ctx.principal.provider_id is None:
-        raise Forbidden("web.providers-only")
-    return money_api.provider_statement(ctx.principal.provider_id, month, api_ctx(ctx), ctx.lang, format)
+    return money_api.provider_statement(_own_provider(ctx), month, api_ctx(ctx), ctx.lang, format)
 
 
 @router.get("/vouchers", response_class=HTMLResponse)
