@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Engine, event
 
 from tests import factories
 
 PROBLEM_JSON = "application/problem+json"
+
+
+@contextmanager
+def statements_sent(engine: Engine, *, signing_in: bool = True) -> Iterator[list[str]]:
+    """The SQL statements `engine` sends inside the block, for tests that count a call's queries.
+    `signing_in=False` leaves out authentication's token and user statements (their last-used update
+    is throttled, so their number differs from call to call)."""
+    sent: list[str] = []
+
+    def tally(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if signing_in or ("api_tokens" not in statement and "FROM users" not in statement):
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", tally)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", tally)
 
 
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy import event as sa_event
 
 from suanwang.config import Settings
 from suanwang.controller import Controller
@@ -17,7 +16,7 @@ from suanwang.db.session import session_scope
 from suanwang.jobs import snapshot
 from suanwang.timeutil import utcnow
 from tests import factories, jobs_world
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, statements_sent
 from tests.jobs_world import PRICE_FROM, ExecWorld
 
 pytestmark = pytest.mark.db
@@ -76,19 +75,9 @@ def test_listing_nodes_costs_the_same_queries_for_one_pool_or_three_and_shows_on
     aw: AgentWorld, clean_engine: Engine
 ) -> None:
     # Each node's pool and site were read on their own: the listing grew a query per pool.
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "api_tokens" not in statement and "FROM users" not in statement:  # signing in, throttled
-            statements.append(statement)
-
     def listed(caller: Any) -> tuple[list[int], int]:
-        statements.clear()
-        sa_event.listen(clean_engine, "before_cursor_execute", count)
-        try:
+        with statements_sent(clean_engine, signing_in=False) as statements:
             nodes = caller.get("/agent/nodes")
-        finally:
-            sa_event.remove(clean_engine, "before_cursor_execute", count)
         return [node["id"] for node in nodes], len(statements)
 
     first = aw.register("node-a")["id"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, select
 
 from suanwang.config import Settings
 from suanwang.db.session import session_scope
@@ -19,7 +19,7 @@ from suanwang.settlement import statements
 from suanwang.supply.models import RateCard
 from suanwang.timeutil import SHANGHAI, utcnow
 from tests import factories, jobs_world
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, statements_sent
 from tests.jobs_world import ExecWorld
 from tests.test_settlement import _add_usage, sim_job
 
@@ -107,17 +107,8 @@ def test_a_provider_statement_reads_as_many_rows_at_once_whatever_the_number_of_
     provider_id = ew.sim_site["provider_id"]
 
     def queries() -> tuple[int, int]:
-        sent: list[str] = []
-
-        def tally(*args: Any) -> None:
-            sent.append(args[2])
-
-        event.listen(clean_engine, "before_cursor_execute", tally)
-        try:
-            with session_scope(clean_engine) as session:
-                lines = statements.statement(session, provider_id, statements.Month.parse(this_month())).lines
-        finally:
-            event.remove(clean_engine, "before_cursor_execute", tally)
+        with statements_sent(clean_engine) as sent, session_scope(clean_engine) as session:
+            lines = statements.statement(session, provider_id, statements.Month.parse(this_month())).lines
         return len(lines), len(sent)
 
     charged_job(ew, clean_engine)
