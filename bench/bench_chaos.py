@@ -50,28 +50,12 @@ from bench_load import (
     stop_server,
 )
 from bench_submit import free_port
+from processes import workers_of
 
 RESULTS = Path(__file__).resolve().parent / "results" / "chaos.json"
 TARGETS = {"apart": ("controller", "worker", "api", "both"), "inside": ("worker", "api")}
 WEIGHTS = {"controller": 3, "worker": 2, "api": 2, "both": 1}
 RESTART_PAUSE_S = (0.0, 1.0)  # a supervisor's pause before it starts a killed process again
-
-
-def workers_of(pid: int) -> list[int]:
-    """uvicorn's worker processes under its supervisor `pid` (Linux /proc): the children that
-    multiprocessing spawned, not its resource tracker (a child too)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with open(task / "children") as listed:
-            found += [int(child) for child in listed.read().split()]
-    return [child for child in found if b"spawn_main" in command_line(child)]
-
-
-def command_line(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:  # it has just exited
-        return b""
 
 
 def sigkill(pid: int) -> None:

@@ -37,12 +37,14 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 from demo_db import cli, demo_region, fresh_postgres
+from processes import workers_of
 from sqlalchemy import create_engine, text
 
 RESULTS = Path(__file__).resolve().parent / "results" / "submit.json"
@@ -256,19 +258,17 @@ def _busy_s() -> float:
     return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
 
 
-def _pids(*pgrep: str) -> list[int]:
-    found = subprocess.run(["pgrep", *pgrep], capture_output=True, text=True).stdout.split()
-    return [int(pid) for pid in found]
-
-
-def cpu_spent(server: subprocess.Popen[bytes], run: Any) -> tuple[Any, dict[str, float]]:
+def cpu_spent(
+    server: subprocess.Popen[bytes], run: Callable[[], dict[str, float]]
+) -> tuple[dict[str, float], dict[str, float]]:
     """`run()`'s result and where the machine's CPU went meanwhile: seconds of the server's processes
     (uvicorn and its workers), of PostgreSQL's (a local server), and of the whole machine. Per
     submission, they say whether a rate is bound by CPU (machine near all cores busy) or by waiting
     (a batch's round trips, one after the other), and the ceiling: cores ÷ machine CPU per submission.
     """
-    servers = [server.pid, *_pids("-P", str(server.pid))]
-    database = _pids("-x", "postgres")
+    servers = [server.pid, *workers_of(server.pid)]
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()
+    database = [int(pid) for pid in found]
     before = (_cpu_s(servers), _cpu_s(database), _busy_s(), time.monotonic())
     result = run()
     after = (_cpu_s(servers), _cpu_s(database), _busy_s(), time.monotonic())
