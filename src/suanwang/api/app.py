@@ -102,6 +102,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         (API_PREFIX + "/agent/launches/", MAX_LOG_CHUNK + 64 * 1024),
         (API_PREFIX + "/registry/import/", MAX_IMPORT_BYTES + limits.MIB),
     ]
+    from suanwang.jobs.submit_path import SubmitFastPath
+
+    app.add_middleware(SubmitFastPath, path=API_PREFIX + "/jobs")  # the hot route, inside the limits
     app.add_middleware(
         limits.BodyLimit, default=settings.max_body_bytes, larger=larger, answer=limits.problem_answer
     )

@@ -60,10 +60,14 @@ def _canonical(body: bytes) -> bytes:
 
 async def idempotency_key(request: Request) -> IdempotencyKey:
     """FastAPI dependency: the request's Idempotency-Key and a fingerprint of what it asks."""
+    return idempotency_of(request, await request.body())
+
+
+def idempotency_of(request: Request, body: bytes) -> IdempotencyKey:
+    """The request's Idempotency-Key (checked) and a fingerprint of its method, path and JSON body."""
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= MAX_KEY_LENGTH:
         raise Invalid("idempotency.key-length", max=MAX_KEY_LENGTH)
-    body = await request.body()
     digest = hashlib.sha256()
     digest.update(request.method.encode() + b" " + request.url.path.encode() + b"\n")
     digest.update(_canonical(body))
