@@ -153,3 +153,36 @@ def test_a_body_past_the_limit_is_refused_while_it_is_read(
     answer = post(app, pieces(), headers)
     assert answer.status_code == 413 and answer.json()["code"] == "request.too-large"
     assert job_count(clean_engine) == 0
+
+
+def test_a_caller_gone_before_its_body_arrived_is_not_answered(
+    ew: ExecWorld, app: Any, clean_engine: Engine
+) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/jobs",
+        "raw_path": b"/api/v1/jobs",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"test"),
+            (b"authorization", f"Bearer {ew.tenant.token}".encode()),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("test", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def gone() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, gone, send))
+    assert sent == [] and job_count(clean_engine) == 0

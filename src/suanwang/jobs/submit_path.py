@@ -46,6 +46,8 @@ class SubmitFastPath:
         request = Request(scope, replay)
         try:
             response = await self._submit(scope, request, chunks, receive)
+        except ClientDisconnect:  # gone before its body arrived: nothing was submitted, nobody to answer
+            return
         except Exception as exc:
             response = await _answer(scope, request, exc)
         if response is None:  # not the common case: the FastAPI route answers it
@@ -76,7 +78,7 @@ async def _read(receive: Receive, chunks: list[bytes]) -> bytes:
     """The whole body, kept in `chunks` for the FastAPI route should the request fall through."""
     while True:
         message = await receive()
-        if message["type"] != "http.request":  # the client went away: nothing to submit
+        if message["type"] != "http.request":
             raise ClientDisconnect
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
