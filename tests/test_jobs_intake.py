@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import httpx
@@ -204,6 +205,47 @@ def test_errors_are_raised_to_the_caller(ew: ExecWorld, clean_engine: Engine) ->
     finally:
         writer.close()
     assert raised.value.code == "auth.invalid"
+
+
+class Recording(SubmitIntake):
+    """An intake that answers every submission at once and records its batches' sizes."""
+
+    def __init__(self, gather_s: float) -> None:
+        super().__init__(lambda: None, Settings(), gather_s=gather_s)  # type: ignore[arg-type,return-value]
+        self.sizes: list[int] = []
+
+    def _handle(self, batch: list[Submission]) -> list[intake.Outcome]:
+        self.sizes.append(len(batch))
+        return [JSONResponse({}, status_code=201) for _ in batch]
+
+
+def test_the_window_is_not_waited_out_once_the_callers_are_back() -> None:
+    """The gathering window (1 s here) holds a batch open for callers still to come; once the batch
+    holds as many as the last second's batches did, it is written without waiting the rest."""
+    writer = Recording(gather_s=1.0)
+
+    async def round_of(callers: int) -> float:
+        started = time.monotonic()
+        await asyncio.gather(
+            *(
+                writer.submit(
+                    secret="sw_any",
+                    idem=IdempotencyKey(key=None, fingerprint="e" * 64),
+                    data=JobCreate.model_validate(SPEC),
+                    now=utcnow(),
+                )
+                for _ in range(callers)
+            )
+        )
+        return time.monotonic() - started
+
+    try:
+        first = asyncio.run(round_of(4))  # nothing seen before: the window is waited out
+        second = asyncio.run(round_of(4))
+    finally:
+        writer.close()
+    assert writer.sizes == [4, 4]
+    assert first >= 1.0 and second < 0.5, (first, second)
 
 
 def _fingerprint(spec: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,6 +56,7 @@ from suanwang.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
+RECENT_S = 1.0  # how far back the batch sizes that the gathering window expects are looked for
 INTAKE_ACTOR = "intake"
 REDACTED = "***"
 # A job's columns that are not set at submission, as a just-created row has them.
@@ -117,6 +119,7 @@ class SubmitIntake:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0  # how many transactions so far (tests and benchmarks read it)
+        self._recent: deque[tuple[float, int]] = deque()  # (when, size) of the last second's batches
 
     async def submit(
         self, *, secret: str | None, idem: IdempotencyKey, data: JobCreate, now: datetime
@@ -156,21 +159,35 @@ class SubmitIntake:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            # Group commit's window: wait a moment for the callers just answered to send their next
-            # submission, so a batch holds most of the concurrent callers, not half of them.
-            deadline = time.monotonic() + self._gather_s
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(item)
+            batch = self._gather(first)
+            self._recent.append((time.monotonic(), len(batch)))
             for item, outcome in zip(batch, self._handle(batch), strict=True):
                 item.resolve(outcome)
+
+    def _gather(self, first: Submission) -> list[Submission]:
+        """The batch that starts with `first`. Group commit's window: wait a moment for the callers
+        just answered to send their next submission, so a batch holds most of the concurrent callers,
+        not half of them; but once it holds as many as any batch of the last second did (those callers
+        are all back), take only what is already queued and go: the rest of the window would be time
+        nobody uses. (The most of the last second, not the last batch's size: callers split in two
+        halves would otherwise stay split, each batch waiting only for its own half.)"""
+        batch = [first]
+        now = time.monotonic()
+        deadline = now + self._gather_s
+        while self._recent and self._recent[0][0] < now - RECENT_S:
+            self._recent.popleft()
+        expected = max((size for _, size in self._recent), default=self._max_batch)
+        while len(batch) < self._max_batch:
+            wait = 0.0 if len(batch) >= expected else max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # stop after this batch
+                break
+            batch.append(item)
+        return batch
 
     def _handle(self, batch: list[Submission]) -> list[Outcome]:
         self.batches += 1
