@@ -31,7 +31,8 @@ from suanwang.jobs.schemas import JobCreate, JobSpec, QuoteRead, QuoteRow, Reser
 from suanwang.scheduler import Classification, Policy, PoolState, QueuedJob, quote
 from suanwang.scheduler.constraints import violation
 from suanwang.settlement import service as settlement
-from suanwang.supply.models import Pool, Site
+from suanwang.supply.models import Pool
+from suanwang.supply.scope import operated_pool_ids
 from suanwang.tenants.access import Principal, require_role
 from suanwang.tenants.models import Organisation, OrgKind, Role
 
@@ -340,14 +341,9 @@ def _visible(principal: Principal, stmt: Select[tuple[Job]]) -> Select[tuple[Job
     if principal.is_tenant:
         return stmt.where(Job.org_id == principal.org_id)
     if principal.role is Role.PROVIDER_OPERATOR and principal.provider_id is not None:
-        on_own = select(Launch.job_id).where(Launch.pool_id.in_(_operated_pools(principal.provider_id)))
+        on_own = select(Launch.job_id).where(Launch.pool_id.in_(operated_pool_ids(principal.provider_id)))
         return stmt.where(Job.id.in_(on_own))
     return stmt.where(Job.id.is_(None))
-
-
-def _operated_pools(provider_id: int) -> Select[tuple[int]]:
-    """Ids of the pools of one provider (what its operators see jobs and reservations on)."""
-    return select(Pool.id).join(Site, Site.id == Pool.site_id).where(Site.provider_id == provider_id)
 
 
 def get_job(*, session: Session, principal: Principal, job_id: int) -> Job:
@@ -497,7 +493,7 @@ def _visible_reservations(
     if principal.is_tenant:
         return stmt.where(Reservation.org_id == principal.org_id)
     if principal.role is Role.PROVIDER_OPERATOR and principal.provider_id is not None:
-        return stmt.where(Reservation.pool_id.in_(_operated_pools(principal.provider_id)))
+        return stmt.where(Reservation.pool_id.in_(operated_pool_ids(principal.provider_id)))
     return stmt.where(Reservation.id.is_(None))
 
 

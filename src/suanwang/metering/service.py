@@ -31,6 +31,7 @@ from suanwang.jobs.models import Job, Launch
 from suanwang.metering.models import SeenEvent, UsageRecord
 from suanwang.metering.schemas import UsageEvent
 from suanwang.supply.models import Pool, Site
+from suanwang.supply.scope import operated_pool_ids
 from suanwang.tenants.access import Principal, require_role
 from suanwang.tenants.models import Role
 
@@ -439,8 +440,7 @@ def _visible(principal: Principal, stmt: Select[tuple[UsageRecord]]) -> Select[t
     if principal.is_tenant:
         return stmt.where(UsageRecord.org_id == principal.org_id)
     if principal.role is Role.PROVIDER_OPERATOR and principal.provider_id is not None:
-        operated = select(Pool.id).join(Site, Site.id == Pool.site_id)
-        return stmt.where(UsageRecord.pool_id.in_(operated.where(Site.provider_id == principal.provider_id)))
+        return stmt.where(UsageRecord.pool_id.in_(operated_pool_ids(principal.provider_id)))
     return stmt.where(UsageRecord.id.is_(None))
 
 
